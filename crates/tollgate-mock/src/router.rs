@@ -1,0 +1,229 @@
+//! Request entry point: body intake, recording, auth, routing, the `/mock/*` control endpoints and shared fault handling.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::AUTHORIZATION;
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde::{Deserialize, Serialize};
+
+use crate::body::MockBody;
+use crate::knobs::Knobs;
+use crate::state::{Shared, recorded_request};
+use crate::{chat, completions, embeddings, models, respond, responses};
+
+/// Largest request body accepted.
+const MAX_BODY: usize = 64 * 1024 * 1024;
+
+/// The terminating SSE event of chat and completion streams.
+pub(crate) const DONE: &[u8] = b"data: [DONE]\n\n";
+
+/// `stream_options` of chat and completion requests.
+#[derive(Deserialize, Clone, Copy)]
+pub(crate) struct StreamOptions {
+    #[serde(default)]
+    pub(crate) include_usage: bool,
+}
+
+/// Serves one request (the hyper service function).
+pub(crate) async fn serve(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+) -> Result<Response<MockBody>, Infallible> {
+    let (parts, body) = req.into_parts();
+    if let Some(rest) = parts.uri.path().strip_prefix("/mock/") {
+        return Ok(control(&shared, &parts.method, rest));
+    }
+    shared.count_request();
+    let guard = shared.enter();
+    let body = match Limited::new(body, MAX_BODY).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return Ok(respond::error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Request body too large.",
+                None,
+                None,
+            ));
+        }
+        Err(_) => return Ok(respond::bad_request("Could not read the request body.")),
+    };
+    if shared.recording() {
+        shared.record(recorded_request(&parts, &body));
+    }
+    let resp = route(
+        &shared,
+        &parts.method,
+        parts.uri.path(),
+        &parts.headers,
+        &body,
+    )
+    .await;
+    Ok(resp.map(|b| b.with_in_flight(guard)))
+}
+
+async fn route(
+    shared: &Shared,
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Response<MockBody> {
+    if let Some(key) = shared.api_key.as_deref()
+        && let Some(resp) = check_auth(key, headers)
+    {
+        return resp;
+    }
+    let p = path
+        .strip_prefix("/v1")
+        .filter(|p| p.starts_with('/'))
+        .unwrap_or(path);
+    match (method, p) {
+        (&Method::POST, "/chat/completions") => chat::handle(shared, headers, body).await,
+        (&Method::POST, "/completions") => completions::handle(shared, headers, body).await,
+        (&Method::POST, "/embeddings") => embeddings::handle(shared, headers, body).await,
+        (&Method::POST, "/responses") => responses::handle(shared, headers, body).await,
+        (&Method::GET, "/models") => models::list(shared, headers).await,
+        (&Method::GET, p) if p.starts_with("/models/") && p.len() > "/models/".len() => {
+            models::get(shared, headers, &p["/models/".len()..]).await
+        }
+        _ => respond::error(
+            StatusCode::NOT_FOUND,
+            &format!("Invalid URL ({method} {path})"),
+            None,
+            None,
+        ),
+    }
+}
+
+/// `None` when the request carries the key, else the 401 to send.
+fn check_auth(key: &str, headers: &HeaderMap) -> Option<Response<MockBody>> {
+    let bearer = headers.get(AUTHORIZATION).map(|v| {
+        let v = v.as_bytes();
+        match v.get(..7) {
+            Some(scheme) if scheme.eq_ignore_ascii_case(b"bearer ") => v[7..].trim_ascii(),
+            _ => v,
+        }
+    });
+    let api_key = headers.get("api-key").map(|v| v.as_bytes().trim_ascii());
+    if bearer == Some(key.as_bytes()) || api_key == Some(key.as_bytes()) {
+        return None;
+    }
+    let message = if bearer.is_none() && api_key.is_none() {
+        "You didn't provide an API key. You need to provide your API key in an Authorization \
+         header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
+    } else {
+        "Incorrect API key provided."
+    };
+    Some(respond::error(
+        StatusCode::UNAUTHORIZED,
+        message,
+        Some("invalid_api_key"),
+        None,
+    ))
+}
+
+/// Parses a JSON request body (see [`malformed`] for the error answer).
+pub(crate) fn parse_body<'a, T: Deserialize<'a>>(body: &'a [u8]) -> serde_json::Result<T> {
+    serde_json::from_slice(body)
+}
+
+/// The 400 sent for a body that is not the JSON an endpoint expects.
+pub(crate) fn malformed(e: &serde_json::Error) -> Response<MockBody> {
+    respond::bad_request(&format!(
+        "We could not parse the JSON body of your request. ({e})"
+    ))
+}
+
+/// Applies `hang`, `latency_ms` and the failure knobs; `Some` is the
+/// response to send instead of the normal answer.
+pub(crate) async fn apply_faults(
+    shared: &Shared,
+    knobs: &Knobs,
+    model: Option<&str>,
+) -> Option<Response<MockBody>> {
+    if knobs.hang {
+        // Never answers: the future is dropped when the client goes away
+        // (or when the server shuts down).
+        std::future::pending::<()>().await;
+    }
+    if let Some(latency) = knobs.latency.filter(|d| !d.is_zero()) {
+        tokio::time::sleep(latency).await;
+    }
+    let status = knobs.failure_status()?;
+    if let Some(n) = knobs.fail_first
+        && !shared.should_fail(knobs.fail_key(model), n)
+    {
+        return None;
+    }
+    Some(respond::knob_failure(status, knobs.retry_after))
+}
+
+/// One `data: <json>\n\n` SSE event.
+pub(crate) fn sse_data(json: &str) -> Bytes {
+    let mut s = String::with_capacity(json.len() + 8);
+    s.push_str("data: ");
+    s.push_str(json);
+    s.push_str("\n\n");
+    Bytes::from(s)
+}
+
+#[derive(Serialize)]
+struct RecordedView<'a> {
+    method: &'a str,
+    path: &'a str,
+    query: Option<&'a str>,
+    headers: &'a [(String, String)],
+    body: std::borrow::Cow<'a, str>,
+    body_json: Option<serde_json::Value>,
+}
+
+/// The `/mock/*` control endpoints (never recorded, counted or authenticated).
+fn control(shared: &Shared, method: &Method, rest: &str) -> Response<MockBody> {
+    match (method, rest) {
+        (&Method::GET, "requests") => {
+            let recorded = shared.recorded();
+            let views: Vec<RecordedView<'_>> = recorded
+                .iter()
+                .map(|r| RecordedView {
+                    method: &r.method,
+                    path: &r.path,
+                    query: r.query.as_deref(),
+                    headers: &r.headers,
+                    body: String::from_utf8_lossy(&r.body),
+                    body_json: serde_json::from_slice(&r.body).ok(),
+                })
+                .collect();
+            match serde_json::to_vec(&views) {
+                Ok(body) => respond::ok(body),
+                Err(e) => respond::error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &format!("could not serialize recorded requests: {e}"),
+                    None,
+                    None,
+                ),
+            }
+        }
+        (&Method::DELETE, "requests") => {
+            shared.clear_recorded();
+            let mut resp = Response::new(MockBody::empty());
+            *resp.status_mut() = StatusCode::NO_CONTENT;
+            resp
+        }
+        (&Method::GET, "stats") => respond::ok(format!(
+            "{{\"requests\":{},\"in_flight\":{},\"recording\":{}}}",
+            shared.request_count(),
+            shared.in_flight(),
+            shared.recording()
+        )),
+        _ => respond::error(
+            StatusCode::NOT_FOUND,
+            &format!("Invalid URL ({method} /mock/{rest})"),
+            None,
+            None,
+        ),
+    }
+}

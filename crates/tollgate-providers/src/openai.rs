@@ -1,0 +1,496 @@
+//! OpenAI and OpenAI-compatible upstreams (`openai/`, `openai_compatible/`, `hosted_vllm/`): the client's body
+//! is forwarded with only `model` rewritten (and `stream_options.include_usage` added to streams).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER, USER_AGENT};
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use tollgate_config::{Deployment, Env};
+use tollgate_core::wire::{Edit, JsonObject, json_string, splice};
+use tollgate_core::{GatewayError, Usage};
+
+use crate::sse::{SseDecoder, SseEvent, encode};
+use crate::stream::{ChunkStream, StreamOutcome};
+use crate::{BoxFuture, BuildError, Call, Endpoint, HttpClient, Provider, Reply};
+
+/// Largest upstream response body we buffer (non-streaming responses and error bodies).
+const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
+
+/// An adapter for one OpenAI-compatible deployment.
+pub struct OpenAiProvider {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    name: &'static str,
+    deployment: String,
+    base: String,
+    headers: HeaderMap,
+    client: HttpClient,
+}
+
+impl OpenAiProvider {
+    pub fn new(d: &Deployment, env: &Env, client: HttpClient) -> Result<Self, BuildError> {
+        let invalid = |message: String| BuildError::Invalid { model_name: d.model_name.clone(), message };
+        let name: &'static str = match d.provider.as_str() {
+            "openai" => "openai",
+            "hosted_vllm" => "hosted_vllm",
+            "custom_openai" => "custom_openai",
+            _ => "openai_compatible",
+        };
+        let base = match (&d.api_base, name) {
+            (Some(b), _) => b.clone(),
+            (None, "openai") => env
+                .get("OPENAI_API_BASE")
+                .or_else(|| env.get("OPENAI_BASE_URL"))
+                .unwrap_or_else(|| "https://api.openai.com/v1".to_string()),
+            (None, "hosted_vllm") => env
+                .get("HOSTED_VLLM_API_BASE")
+                .ok_or_else(|| invalid("hosted_vllm needs `api_base` (or HOSTED_VLLM_API_BASE)".into()))?,
+            (None, _) => return Err(invalid(format!("provider `{}` needs `api_base`", d.provider))),
+        };
+        let base = base.trim_end_matches('/').to_string();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(invalid(format!("api_base `{base}` must start with http:// or https://")));
+        }
+        let key = match &d.api_key {
+            Some(k) => Some(k.expose().to_string()),
+            None if name == "openai" => env.get("OPENAI_API_KEY"),
+            None if name == "hosted_vllm" => env.get("HOSTED_VLLM_API_KEY"),
+            None => None,
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(USER_AGENT, HeaderValue::from_static(concat!("tollgate/", env!("CARGO_PKG_VERSION"))));
+        if let Some(key) = key.filter(|k| !k.is_empty()) {
+            let mut v = HeaderValue::from_str(&format!("Bearer {key}"))
+                .map_err(|_| invalid("api_key contains characters not allowed in a header".into()))?;
+            v.set_sensitive(true);
+            headers.insert(AUTHORIZATION, v);
+        }
+        if let Some(org) = &d.organization {
+            let v = HeaderValue::from_str(org).map_err(|_| invalid("organization is not a valid header value".into()))?;
+            headers.insert(HeaderName::from_static("openai-organization"), v);
+        }
+        for (k, v) in &d.extra_headers {
+            let name = HeaderName::from_bytes(k.as_bytes())
+                .map_err(|_| invalid(format!("extra_headers: `{k}` is not a valid header name")))?;
+            let value = HeaderValue::from_str(v)
+                .map_err(|_| invalid(format!("extra_headers: value of `{k}` is not a valid header value")))?;
+            headers.insert(name, value);
+        }
+        Ok(OpenAiProvider {
+            inner: Arc::new(Inner { name, deployment: d.model_name.clone(), base, headers, client }),
+        })
+    }
+}
+
+impl Provider for OpenAiProvider {
+    fn name(&self) -> &'static str {
+        self.inner.name
+    }
+
+    fn api_base(&self) -> &str {
+        &self.inner.base
+    }
+
+    fn call(&self, call: Call) -> BoxFuture<Result<Reply, GatewayError>> {
+        let inner = self.inner.clone();
+        Box::pin(async move { inner.call(call).await })
+    }
+}
+
+/// Rewrite the client's body for the upstream: the model name, and (for streams) ask for usage.
+pub fn rewrite_request(call: &Call) -> Result<Vec<u8>, GatewayError> {
+    let obj = JsonObject::parse(&call.body).map_err(|e| GatewayError::MalformedJson(e.to_string()))?;
+    let mut edits = Vec::with_capacity(2);
+    match obj.get("model") {
+        Some(raw) => edits.push(Edit::replace(obj.span(raw), json_string(&call.upstream_model))),
+        None => {
+            let mut field = b"\"model\":".to_vec();
+            field.extend_from_slice(&json_string(&call.upstream_model));
+            if !obj.is_empty() {
+                field.push(b',');
+            }
+            edits.push(Edit::insert(obj.open_brace_end(), field));
+        }
+    }
+    let wants_usage_injection =
+        call.stream && matches!(call.endpoint, Endpoint::ChatCompletions | Endpoint::Completions);
+    if wants_usage_injection && !call.client_wants_usage {
+        match obj.get("stream_options").filter(|r| r.get() != "null") {
+            None => edits.push(Edit::insert(obj.open_brace_end(), b"\"stream_options\":{\"include_usage\":true},".to_vec())),
+            Some(raw) => {
+                let mut opts: serde_json::Map<String, serde_json::Value> = serde_json::from_str(raw.get())
+                    .map_err(|_| GatewayError::invalid_param("stream_options", "stream_options must be an object"))?;
+                opts.insert("include_usage".into(), serde_json::Value::Bool(true));
+                let bytes = serde_json::to_vec(&opts).map_err(|e| GatewayError::Internal(e.to_string()))?;
+                edits.push(Edit::replace(obj.span(raw), bytes));
+            }
+        }
+    }
+    Ok(splice(obj.source().as_bytes(), &mut edits))
+}
+
+/// Map a hyper client error to the gateway's error.
+pub(crate) fn transport_error(deployment: &str, e: &hyper_util::client::legacy::Error) -> GatewayError {
+    let mut cause = e.to_string();
+    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(s) = src {
+        cause.push_str(": ");
+        cause.push_str(&s.to_string());
+        src = s.source();
+    }
+    GatewayError::UpstreamUnreachable { deployment: deployment.to_string(), cause }
+}
+
+/// Turn an upstream error response into the gateway error, keeping the upstream's message, type and code.
+pub fn upstream_error(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> GatewayError {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        error: ErrorObj,
+    }
+    #[derive(serde::Deserialize)]
+    struct ErrorObj {
+        #[serde(default)]
+        message: Option<String>,
+        #[serde(default, rename = "type")]
+        kind: Option<String>,
+        #[serde(default)]
+        param: Option<serde_json::Value>,
+        #[serde(default)]
+        code: Option<serde_json::Value>,
+    }
+    let as_text = |v: Option<serde_json::Value>| match v {
+        Some(serde_json::Value::String(s)) => Some(s),
+        Some(serde_json::Value::Null) | None => None,
+        Some(other) => Some(other.to_string()),
+    };
+    let retry_after = headers
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    match serde_json::from_slice::<Envelope>(body) {
+        Ok(Envelope { error }) => GatewayError::UpstreamStatus {
+            status: status.as_u16(),
+            message: error.message.unwrap_or_else(|| format!("upstream returned {status}")),
+            error_type: error.kind,
+            param: as_text(error.param),
+            code: as_text(error.code),
+            retry_after,
+        },
+        Err(_) => {
+            let text = String::from_utf8_lossy(body);
+            let text = text.trim();
+            let mut message: String = text.chars().take(500).collect();
+            if message.is_empty() {
+                message = format!("upstream returned {status}");
+            }
+            GatewayError::UpstreamStatus {
+                status: status.as_u16(),
+                message,
+                error_type: None,
+                param: None,
+                code: None,
+                retry_after,
+            }
+        }
+    }
+}
+
+impl Inner {
+    async fn call(self: Arc<Self>, call: Call) -> Result<Reply, GatewayError> {
+        let body = rewrite_request(&call)?;
+        let mut req = Request::builder()
+            .method(Method::POST)
+            .uri(format!("{}{}", self.base, call.endpoint.path()))
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| GatewayError::Internal(format!("building upstream request: {e}")))?;
+        *req.headers_mut() = self.headers.clone();
+        if let Ok(v) = HeaderValue::from_str(&call.request_id) {
+            req.headers_mut().insert(HeaderName::from_static("x-request-id"), v);
+        }
+        let timeout = call.timeout;
+        let timed_out = || GatewayError::UpstreamTimeout { deployment: self.deployment.clone(), after: timeout };
+        let deadline = tokio::time::Instant::now() + timeout;
+        let resp = tokio::time::timeout_at(deadline, self.client.request(req))
+            .await
+            .map_err(|_| timed_out())?
+            .map_err(|e| transport_error(&self.deployment, &e))?;
+        let status = resp.status();
+        let is_sse = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.starts_with("text/event-stream"));
+        if !status.is_success() {
+            let (parts, body) = resp.into_parts();
+            let bytes = tokio::time::timeout_at(deadline, collect(body, &self.deployment))
+                .await
+                .map_err(|_| timed_out())??;
+            return Err(upstream_error(status, &parts.headers, &bytes));
+        }
+        if call.stream && is_sse {
+            return Ok(Reply::Stream(transform_stream(resp.into_body(), call, self.deployment.clone())));
+        }
+        let bytes = tokio::time::timeout_at(deadline, collect(resp.into_body(), &self.deployment))
+            .await
+            .map_err(|_| timed_out())??;
+        let (body, usage) = rewrite_response(&bytes, &call.requested_model)
+            .map_err(|cause| GatewayError::UpstreamInvalid { deployment: self.deployment.clone(), cause })?;
+        Ok(Reply::Complete { body, usage })
+    }
+}
+
+async fn collect(body: Incoming, deployment: &str) -> Result<Bytes, GatewayError> {
+    Limited::new(body, MAX_UPSTREAM_BODY)
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .map_err(|e| GatewayError::UpstreamUnreachable {
+            deployment: deployment.to_string(),
+            cause: format!("reading the response body: {e}"),
+        })
+}
+
+/// Set `model` to what the client asked for and pick out `usage`, leaving the rest byte for byte.
+pub fn rewrite_response(bytes: &[u8], requested_model: &str) -> Result<(Bytes, Option<Usage>), String> {
+    let obj = JsonObject::parse(bytes).map_err(|e| format!("response is not a JSON object: {e}"))?;
+    let usage = obj.get("usage").and_then(|u| Usage::from_json(u.get()));
+    let body = match obj.get("model") {
+        Some(raw) if obj.get_str("model").ok().flatten().as_deref() != Some(requested_model) => {
+            Bytes::from(splice(bytes, &mut [Edit::replace(obj.span(raw), json_string(requested_model))]))
+        }
+        _ => Bytes::copy_from_slice(bytes),
+    };
+    Ok((body, usage))
+}
+
+/// What to do with one upstream SSE event on its way to the client.
+pub(crate) struct EventRewriter {
+    pub requested_model: String,
+    /// The gateway added `include_usage`: drop the usage-only chunk and null other usage fields.
+    pub strip_usage: bool,
+    pub endpoint: Endpoint,
+}
+
+impl EventRewriter {
+    /// Append the client's form of `ev` to `out`; record usage in `outcome`.
+    pub fn rewrite(&self, ev: &SseEvent, outcome: &StreamOutcome, out: &mut Vec<u8>) {
+        let data = ev.data.as_str();
+        if data == "[DONE]" || !data.starts_with('{') {
+            encode(ev.event.as_deref(), data.as_bytes(), out);
+            return;
+        }
+        let Ok(obj) = JsonObject::parse_str(data) else {
+            encode(ev.event.as_deref(), data.as_bytes(), out);
+            return;
+        };
+        if self.endpoint == Endpoint::Responses {
+            // Responses API: usage is in `response.completed`'s `response.usage`; forward events unchanged.
+            if let Some(resp) = obj.get("response")
+                && let Ok(inner) = JsonObject::parse_str(resp.get())
+                && let Some(u) = inner.get("usage").and_then(|u| Usage::from_json(u.get()))
+            {
+                outcome.set_usage(u);
+            }
+            encode(ev.event.as_deref(), data.as_bytes(), out);
+            return;
+        }
+        let mut edits = Vec::with_capacity(2);
+        if let Some(u) = obj.get("usage").filter(|u| u.get() != "null") {
+            if let Some(usage) = Usage::from_json(u.get()) {
+                outcome.set_usage(usage);
+            }
+            if self.strip_usage {
+                let choices_empty = obj
+                    .get("choices")
+                    .is_none_or(|c| c.get().trim_start_matches('[').trim_start().starts_with(']'));
+                if choices_empty {
+                    return;
+                }
+                edits.push(Edit::replace(obj.span(u), b"null".to_vec()));
+            }
+        }
+        if let Some(raw) = obj.get("model")
+            && obj.get_str("model").ok().flatten().as_deref() != Some(self.requested_model.as_str())
+        {
+            edits.push(Edit::replace(obj.span(raw), json_string(&self.requested_model)));
+        }
+        if edits.is_empty() {
+            encode(ev.event.as_deref(), data.as_bytes(), out);
+        } else {
+            encode(ev.event.as_deref(), &splice(data.as_bytes(), &mut edits), out);
+        }
+    }
+}
+
+/// The SSE error event sent when a stream fails after it started.
+pub fn sse_error_event(err: &GatewayError) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode(None, &err.body_bytes(), &mut out);
+    out
+}
+
+fn transform_stream(body: Incoming, call: Call, deployment: String) -> ChunkStream {
+    let outcome = Arc::new(StreamOutcome::default());
+    let rewriter = EventRewriter {
+        requested_model: call.requested_model,
+        strip_usage: !call.client_wants_usage,
+        endpoint: call.endpoint,
+    };
+    struct State {
+        body: Incoming,
+        decoder: SseDecoder,
+        events: Vec<SseEvent>,
+        rewriter: EventRewriter,
+        outcome: Arc<StreamOutcome>,
+        deployment: String,
+        done: bool,
+    }
+    let state = State {
+        body,
+        decoder: SseDecoder::new(),
+        events: Vec::new(),
+        rewriter,
+        outcome: outcome.clone(),
+        deployment,
+        done: false,
+    };
+    let stream = futures_util::stream::unfold(state, |mut st| async move {
+        loop {
+            if st.done {
+                return None;
+            }
+            let mut out = Vec::new();
+            match st.body.frame().await {
+                Some(Ok(frame)) => {
+                    let Ok(data) = frame.into_data() else { continue };
+                    st.decoder.push(&data, &mut st.events);
+                }
+                Some(Err(e)) => {
+                    st.done = true;
+                    let err = GatewayError::UpstreamUnreachable {
+                        deployment: st.deployment.clone(),
+                        cause: format!("stream interrupted: {e}"),
+                    };
+                    st.outcome.set_error(err.to_string());
+                    for ev in st.events.drain(..) {
+                        st.rewriter.rewrite(&ev, &st.outcome, &mut out);
+                    }
+                    out.extend_from_slice(&sse_error_event(&err));
+                    return Some((Bytes::from(out), st));
+                }
+                None => {
+                    st.done = true;
+                    st.decoder.finish(&mut st.events);
+                    st.outcome.set_completed();
+                }
+            }
+            for ev in st.events.drain(..) {
+                st.rewriter.rewrite(&ev, &st.outcome, &mut out);
+            }
+            if !out.is_empty() {
+                st.outcome.add_chunk();
+                return Some((Bytes::from(out), st));
+            }
+        }
+    });
+    ChunkStream { body: stream.boxed(), outcome }
+}
+
+/// Default request timeout when neither the deployment nor the settings give one (LiteLLM's is 600 s).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(body: &str, stream: bool, client_wants_usage: bool) -> Call {
+        Call {
+            endpoint: Endpoint::ChatCompletions,
+            body: Bytes::copy_from_slice(body.as_bytes()),
+            requested_model: "alias".into(),
+            upstream_model: "gpt-4o".into(),
+            stream,
+            client_wants_usage,
+            request_id: "r".into(),
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    #[test]
+    fn request_rewrite_changes_only_model() {
+        let out = rewrite_request(&call(r#"{"model":"alias","messages":[],"temperature":0.1}"#, false, false)).unwrap();
+        assert_eq!(out, br#"{"model":"gpt-4o","messages":[],"temperature":0.1}"#);
+    }
+
+    #[test]
+    fn stream_request_asks_for_usage() {
+        let out = rewrite_request(&call(r#"{"model":"alias","stream":true}"#, true, false)).unwrap();
+        assert_eq!(out, br#"{"stream_options":{"include_usage":true},"model":"gpt-4o","stream":true}"#);
+        let out = rewrite_request(&call(
+            r#"{"model":"alias","stream":true,"stream_options":{"include_usage":false}}"#,
+            true,
+            false,
+        ))
+        .unwrap();
+        assert_eq!(out, br#"{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true}}"#);
+        let body = r#"{"model":"alias","stream":true,"stream_options":{"include_usage":true}}"#;
+        let out = rewrite_request(&call(body, true, true)).unwrap();
+        assert_eq!(out, body.replace("alias", "gpt-4o").as_bytes());
+    }
+
+    #[test]
+    fn response_rewrite_sets_requested_model_and_reads_usage() {
+        let (b, u) = rewrite_response(
+            br#"{"id":"x","model":"gpt-4o-2024","usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#,
+            "alias",
+        )
+        .unwrap();
+        assert_eq!(&b[..], br#"{"id":"x","model":"alias","usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#);
+        assert_eq!(u.unwrap().total_tokens, 7);
+        assert!(rewrite_response(b"not json", "a").is_err());
+    }
+
+    #[test]
+    fn usage_chunk_is_stripped_unless_asked_for() {
+        let outcome = StreamOutcome::default();
+        let usage_ev = SseEvent {
+            data: r#"{"id":"c","model":"m","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}"#.into(),
+            ..Default::default()
+        };
+        let strip = EventRewriter { requested_model: "alias".into(), strip_usage: true, endpoint: Endpoint::ChatCompletions };
+        let mut out = vec![];
+        strip.rewrite(&usage_ev, &outcome, &mut out);
+        assert!(out.is_empty());
+        assert_eq!(outcome.usage().unwrap().total_tokens, 3);
+        let keep = EventRewriter { requested_model: "alias".into(), strip_usage: false, endpoint: Endpoint::ChatCompletions };
+        keep.rewrite(&usage_ev, &outcome, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "data: {\"id\":\"c\",\"model\":\"alias\",\"choices\":[],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2,\"total_tokens\":3}}\n\n"
+        );
+    }
+
+    #[test]
+    fn upstream_errors_keep_message_type_and_retry_after() {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, HeaderValue::from_static("7"));
+        let e = upstream_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            &h,
+            br#"{"error":{"message":"Rate limit reached","type":"requests","param":null,"code":"rate_limit_exceeded"}}"#,
+        );
+        assert_eq!(e.status().as_u16(), 429);
+        assert_eq!(e.retry_after().as_deref(), Some("7"));
+        assert_eq!(e.public_message(), "Rate limit reached");
+        let e = upstream_error(StatusCode::BAD_REQUEST, &HeaderMap::new(), b"plain text failure");
+        assert_eq!(e.public_message(), "plain text failure");
+    }
+}

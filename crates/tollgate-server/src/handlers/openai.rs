@@ -1,0 +1,276 @@
+//! The OpenAI-compatible proxy routes: chat completions, completions, embeddings, responses (and the Azure
+//! `/openai/deployments/{model}/...` and `/engines/{model}/...` forms). Auth is done by middleware; here:
+//! read the body, route, call the provider, answer (JSON or SSE) and record the request.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures_util::Stream;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderName, HeaderValue};
+use http::{HeaderMap, StatusCode};
+use tollgate_core::GatewayError;
+use tollgate_core::wire::JsonObject;
+use tollgate_providers::{Call, ChunkStream, Endpoint, Reply, StreamOutcome};
+
+use crate::error::ApiError;
+use crate::extract::read_body;
+use crate::middleware::context::{Recorded, RequestContext};
+use crate::record::{RequestRecord, record};
+use crate::state::AppState;
+
+pub const X_MODEL_ID: HeaderName = HeaderName::from_static("x-litellm-model-id");
+pub const X_MODEL_API_BASE: HeaderName = HeaderName::from_static("x-litellm-model-api-base");
+pub const X_OVERHEAD_MS: HeaderName = HeaderName::from_static("x-litellm-overhead-duration-ms");
+pub const X_RESPONSE_DURATION_MS: HeaderName = HeaderName::from_static("x-litellm-response-duration-ms");
+
+pub async fn chat_completions(State(s): State<AppState>, req: Request) -> Response {
+    proxy(s, Endpoint::ChatCompletions, None, req).await
+}
+pub async fn completions(State(s): State<AppState>, req: Request) -> Response {
+    proxy(s, Endpoint::Completions, None, req).await
+}
+pub async fn embeddings(State(s): State<AppState>, req: Request) -> Response {
+    proxy(s, Endpoint::Embeddings, None, req).await
+}
+pub async fn responses(State(s): State<AppState>, req: Request) -> Response {
+    proxy(s, Endpoint::Responses, None, req).await
+}
+pub async fn chat_completions_in_path(State(s): State<AppState>, Path(m): Path<String>, req: Request) -> Response {
+    proxy(s, Endpoint::ChatCompletions, Some(m), req).await
+}
+pub async fn completions_in_path(State(s): State<AppState>, Path(m): Path<String>, req: Request) -> Response {
+    proxy(s, Endpoint::Completions, Some(m), req).await
+}
+pub async fn embeddings_in_path(State(s): State<AppState>, Path(m): Path<String>, req: Request) -> Response {
+    proxy(s, Endpoint::Embeddings, Some(m), req).await
+}
+
+fn route_name(e: Endpoint) -> &'static str {
+    match e {
+        Endpoint::ChatCompletions => "/chat/completions",
+        Endpoint::Completions => "/completions",
+        Endpoint::Embeddings => "/embeddings",
+        Endpoint::Responses => "/responses",
+    }
+}
+
+/// What the request body says, checked.
+struct Parsed {
+    model: String,
+    stream: bool,
+    client_wants_usage: bool,
+}
+
+fn parse_request(body: &[u8], endpoint: Endpoint, path_model: Option<String>) -> Result<Parsed, GatewayError> {
+    let obj = JsonObject::parse(body).map_err(|e| GatewayError::MalformedJson(e.to_string()))?;
+    let body_model = obj
+        .get_str("model")
+        .map_err(|_| GatewayError::invalid_param("model", "`model` must be a string"))?;
+    let model = match (path_model, body_model) {
+        (Some(p), _) => p,
+        (None, Some(m)) if !m.is_empty() => m.into_owned(),
+        (None, _) => return Err(GatewayError::ModelNotFound { requested: None, available: Vec::new() }),
+    };
+    let stream = obj
+        .get_bool("stream")
+        .map_err(|_| GatewayError::invalid_param("stream", "`stream` must be a boolean"))?
+        .unwrap_or(false);
+    if stream && !endpoint.supports_stream() {
+        return Err(GatewayError::invalid_param("stream", "streaming is not supported on this route"));
+    }
+    let client_wants_usage = match obj.get("stream_options").filter(|r| r.get() != "null") {
+        None => false,
+        Some(raw) => {
+            let opts = JsonObject::parse_str(raw.get())
+                .map_err(|_| GatewayError::invalid_param("stream_options", "`stream_options` must be an object"))?;
+            opts.get_bool("include_usage")
+                .map_err(|_| {
+                    GatewayError::invalid_param("stream_options", "`stream_options.include_usage` must be a boolean")
+                })?
+                .unwrap_or(false)
+        }
+    };
+    Ok(Parsed { model, stream, client_wants_usage })
+}
+
+async fn proxy(state: AppState, endpoint: Endpoint, path_model: Option<String>, req: Request) -> Response {
+    let ctx = req
+        .extensions()
+        .get::<RequestContext>()
+        .cloned()
+        .unwrap_or_else(|| RequestContext { id: tollgate_core::ids::new_request_id(), start: Instant::now() });
+    let (parts, body) = req.into_parts();
+    let rt = state.runtime();
+    let bytes = match read_body(&parts.headers, body, rt.body_limit).await {
+        Ok(b) => b,
+        Err(e) => return ApiError(e).into_response(),
+    };
+    let parsed = match parse_request(&bytes, endpoint, path_model) {
+        Ok(p) => p,
+        Err(GatewayError::ModelNotFound { requested: None, .. }) => {
+            return ApiError(GatewayError::ModelNotFound { requested: None, available: rt.router.model_names() })
+                .into_response();
+        }
+        Err(e) => return ApiError(e).into_response(),
+    };
+    let Some(route) = rt.router.route(&parsed.model) else {
+        return ApiError(GatewayError::ModelNotFound {
+            requested: Some(parsed.model),
+            available: rt.router.model_names(),
+        })
+        .into_response();
+    };
+    let d = &route.entry.deployment;
+    let provider = route.entry.target.clone();
+    let timeout = if parsed.stream { d.stream_timeout.or(d.timeout) } else { d.timeout }.unwrap_or(rt.default_timeout);
+    let mut rec = RequestRecord {
+        request_id: ctx.id.clone(),
+        route: route_name(endpoint),
+        model_group: route.group.to_string(),
+        requested_model: parsed.model.clone(),
+        deployment_id: d.id.clone(),
+        provider: provider.name(),
+        upstream_model: route.upstream_model.to_string(),
+        stream: parsed.stream,
+        status: 200,
+        usage: None,
+        start: ctx.start,
+        upstream_latency: Duration::ZERO,
+        total_latency: Duration::ZERO,
+        client_disconnected: false,
+        error: None,
+    };
+    let call = Call {
+        endpoint,
+        body: bytes,
+        requested_model: parsed.model.clone(),
+        upstream_model: rec.upstream_model.clone(),
+        stream: parsed.stream,
+        client_wants_usage: parsed.client_wants_usage,
+        request_id: ctx.id.clone(),
+        timeout,
+    };
+    let mut headers = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&d.id) {
+        headers.insert(X_MODEL_ID, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(provider.api_base()) {
+        headers.insert(X_MODEL_API_BASE, v);
+    }
+    drop(rt);
+
+    let upstream_start = Instant::now();
+    let result = provider.call(call).await;
+    rec.upstream_latency = upstream_start.elapsed();
+    let overhead = ctx.start.elapsed().saturating_sub(rec.upstream_latency);
+    headers.insert(X_OVERHEAD_MS, ms_header(overhead));
+    match result {
+        Err(err) => {
+            rec.status = err.status().as_u16();
+            rec.error = Some(err.to_string());
+            rec.total_latency = ctx.start.elapsed();
+            record(&rec);
+            let mut resp = ApiError(err).into_response();
+            resp.headers_mut().extend(headers);
+            resp.extensions_mut().insert(Recorded);
+            resp
+        }
+        Ok(Reply::Complete { body, usage }) => {
+            rec.usage = usage;
+            rec.total_latency = ctx.start.elapsed();
+            headers.insert(X_RESPONSE_DURATION_MS, ms_header(rec.total_latency));
+            record(&rec);
+            let mut resp = (StatusCode::OK, body).into_response();
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            resp.headers_mut().extend(headers);
+            resp.extensions_mut().insert(Recorded);
+            resp
+        }
+        Ok(Reply::Stream(stream)) => {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+            headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            let body = Body::from_stream(RecordingStream { inner: stream, record: Some(rec) });
+            let mut resp = (StatusCode::OK, body).into_response();
+            resp.headers_mut().extend(headers);
+            resp.extensions_mut().insert(Recorded);
+            resp
+        }
+    }
+}
+
+fn ms_header(d: Duration) -> HeaderValue {
+    HeaderValue::from_str(&format!("{:.3}", d.as_secs_f64() * 1000.0)).unwrap_or(HeaderValue::from_static("0"))
+}
+
+/// Forwards a provider's SSE stream chunk by chunk and records the request once, when the stream ends or
+/// when the client goes away (the body is dropped) — so usage is never lost to a disconnect.
+struct RecordingStream {
+    inner: ChunkStream,
+    record: Option<RequestRecord>,
+}
+
+impl RecordingStream {
+    fn finish(&mut self, outcome_done: bool) {
+        if let Some(mut rec) = self.record.take() {
+            let outcome: &StreamOutcome = &self.inner.outcome;
+            rec.usage = outcome.usage();
+            rec.total_latency = rec.start.elapsed();
+            rec.client_disconnected = !outcome_done;
+            if let Some(e) = outcome.error() {
+                rec.error = Some(e);
+                rec.status = 502;
+            }
+            record(&rec);
+        }
+    }
+}
+
+impl Stream for RecordingStream {
+    type Item = Result<Bytes, std::convert::Infallible>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match self.inner.body.as_mut().poll_next(cx) {
+            Poll::Ready(Some(b)) => Poll::Ready(Some(Ok(b))),
+            Poll::Ready(None) => {
+                self.finish(true);
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl Drop for RecordingStream {
+    fn drop(&mut self) {
+        self.finish(false);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_checks_types() {
+        let p = parse_request(br#"{"model":"m","stream":true,"stream_options":{"include_usage":true}}"#, Endpoint::ChatCompletions, None).unwrap();
+        assert!(p.stream && p.client_wants_usage && p.model == "m");
+        let e = parse_request(br#"{"model":1}"#, Endpoint::ChatCompletions, None).err().unwrap();
+        assert_eq!(e.param(), Some("model"));
+        let e = parse_request(br#"{"model":"m","stream":"yes"}"#, Endpoint::ChatCompletions, None).err().unwrap();
+        assert_eq!(e.param(), Some("stream"));
+        let e = parse_request(br#"{"model":"m","stream":true}"#, Endpoint::Embeddings, None).err().unwrap();
+        assert_eq!(e.param(), Some("stream"));
+        assert!(matches!(parse_request(b"{", Endpoint::ChatCompletions, None), Err(GatewayError::MalformedJson(_))));
+        assert!(matches!(
+            parse_request(b"{}", Endpoint::ChatCompletions, None),
+            Err(GatewayError::ModelNotFound { requested: None, .. })
+        ));
+        let p = parse_request(b"{}", Endpoint::ChatCompletions, Some("dep".into())).unwrap();
+        assert_eq!(p.model, "dep");
+    }
+}

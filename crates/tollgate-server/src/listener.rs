@@ -1,0 +1,242 @@
+//! The connection layer: accept loop, optional TLS (rustls, ALPN h2/http1.1), HTTP/1.1 and HTTP/2 (h2c with
+//! prior knowledge) on one port, header-read and keep-alive idle timeouts, and graceful shutdown.
+
+use std::io;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::service::TowerToHyperService;
+use pin_project_lite::pin_project;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How connections are served.
+#[derive(Clone)]
+pub struct ListenerOptions {
+    /// Close a connection after this long without any bytes in either direction (in-flight responses finish).
+    pub keepalive_timeout: Duration,
+    /// Time allowed to receive a request's headers (and the TLS handshake).
+    pub header_read_timeout: Duration,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// TLS set-up failures, reported at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read TLS certificate file {path}: {cause}")]
+    Cert { path: String, cause: String },
+    #[error("cannot read TLS key file {path}: {cause}")]
+    Key { path: String, cause: String },
+    #[error("TLS certificate and key do not work together: {0}")]
+    Config(String),
+}
+
+/// Load a PEM certificate chain and private key into a rustls config that offers h2 and http/1.1.
+pub fn load_tls(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| TlsError::Cert { path: cert.display().to_string(), cause: e.to_string() })?;
+    if certs.is_empty() {
+        return Err(TlsError::Cert { path: cert.display().to_string(), cause: "no certificate found".into() });
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| TlsError::Key { path: key.display().to_string(), cause: e.to_string() })?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+pin_project! {
+    /// An IO stream that remembers when bytes last moved, for the keep-alive idle timeout.
+    struct IdleIo<T> {
+        #[pin]
+        inner: T,
+        activity: Arc<Activity>,
+    }
+}
+
+struct Activity {
+    base: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity { base: Instant::now(), last_ms: AtomicU64::new(0) }
+    }
+    fn touch(&self) {
+        self.last_ms.store(self.base.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+    fn last(&self) -> Instant {
+        self.base + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+    }
+}
+
+impl<T: AsyncRead> AsyncRead for IdleIo<T> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.project();
+        let before = buf.filled().len();
+        let r = this.inner.poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.activity.touch();
+        }
+        r
+    }
+}
+
+impl<T: AsyncWrite> AsyncWrite for IdleIo<T> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.project();
+        let r = this.inner.poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            this.activity.touch();
+        }
+        r
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.project();
+        let r = this.inner.poll_write_vectored(cx, bufs);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            this.activity.touch();
+        }
+        r
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().inner.poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().inner.poll_shutdown(cx)
+    }
+}
+
+/// Serve `app` on `listener` until `shutdown` is cancelled. Connection tasks go on `tracker`; on shutdown
+/// each connection is told to finish its in-flight requests and close. Waiting for them is the caller's job
+/// (`tracker.wait()` with the grace period).
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    opts: ListenerOptions,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(opts.header_read_timeout)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    let builder = Arc::new(builder);
+    let acceptor = opts.tls.clone().map(TlsAcceptor::from);
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            a = listener.accept() => a,
+        };
+        let (stream, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // Out of file descriptors and the like: back off briefly instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let svc = TowerToHyperService::new(app.clone());
+        let builder = builder.clone();
+        let shutdown = shutdown.clone();
+        let acceptor = acceptor.clone();
+        let opts = opts.clone();
+        tracker.spawn(async move {
+            let activity = Arc::new(Activity::new());
+            match acceptor {
+                None => {
+                    let io = IdleIo { inner: stream, activity: activity.clone() };
+                    drive(&builder, io, svc, activity, &opts, &shutdown).await;
+                }
+                Some(acceptor) => {
+                    let tls = match tokio::time::timeout(opts.header_read_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => tls,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let io = IdleIo { inner: tls, activity: activity.clone() };
+                    drive(&builder, io, svc, activity, &opts, &shutdown).await;
+                }
+            }
+        });
+    }
+}
+
+async fn drive<I>(
+    builder: &Builder<TokioExecutor>,
+    io: I,
+    svc: TowerToHyperService<Router>,
+    activity: Arc<Activity>,
+    opts: &ListenerOptions,
+    shutdown: &CancellationToken,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    activity.touch();
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
+    tokio::pin!(conn);
+    let mut closing = false;
+    loop {
+        let idle_deadline = activity.last() + opts.keepalive_timeout;
+        tokio::select! {
+            res = conn.as_mut() => {
+                if let Err(e) = res {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                break;
+            }
+            _ = shutdown.cancelled(), if !closing => {
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            _ = tokio::time::sleep_until(idle_deadline), if !closing => {
+                if activity.last() + opts.keepalive_timeout <= Instant::now() {
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+            }
+        }
+    }
+}

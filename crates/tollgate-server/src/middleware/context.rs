@@ -1,0 +1,62 @@
+//! Per-request context: the request id (propagated or a new UUIDv7), start time, and the id headers on the
+//! response; a log line for requests that handlers do not record themselves.
+
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use http::HeaderValue;
+use http::header::HeaderName;
+use tollgate_core::GatewayError;
+use tollgate_core::ids::{new_request_id, sanitize_request_id};
+
+use crate::state::AppState;
+
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub const X_CALL_ID: HeaderName = HeaderName::from_static("x-litellm-call-id");
+
+/// Inserted into request extensions by [`context`].
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    pub id: String,
+    pub start: Instant,
+}
+
+/// Marker a handler puts in the response extensions when it records (and logs) the request itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Recorded;
+
+pub async fn context(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let id = req
+        .headers()
+        .get(&X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .and_then(sanitize_request_id)
+        .map(str::to_string)
+        .unwrap_or_else(new_request_id);
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    req.extensions_mut().insert(RequestContext { id: id.clone(), start });
+    state.count_request();
+    let mut resp = next.run(req).await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert(X_CALL_ID, v.clone());
+        resp.headers_mut().insert(X_REQUEST_ID, v);
+    }
+    if resp.extensions().get::<Recorded>().is_none() {
+        let status = resp.status().as_u16();
+        let latency_ms = start.elapsed().as_secs_f64() * 1000.0;
+        match resp.extensions().get::<GatewayError>() {
+            Some(err) if status >= 500 => {
+                tracing::warn!(target: "tollgate::request", request_id = %id, %method, path, status, latency_ms, error = %err, "request failed")
+            }
+            Some(err) => {
+                tracing::info!(target: "tollgate::request", request_id = %id, %method, path, status, latency_ms, error = %err, "request rejected")
+            }
+            None => tracing::debug!(target: "tollgate::request", request_id = %id, %method, path, status, latency_ms, "request"),
+        }
+    }
+    resp
+}

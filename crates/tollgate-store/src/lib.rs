@@ -1,0 +1,146 @@
+//! Storage: the only crate that talks SQL. For now: connecting to PostgreSQL or SQLite and checking the
+//! connection; keys, budgets and spend build on this.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+use sqlx::{PgPool, SqlitePool};
+
+/// Why the database could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database URL scheme `{0}` is not supported (use postgres://, postgresql:// or sqlite:)")]
+    UnsupportedScheme(String),
+    #[error("database URL is invalid: {0}")]
+    InvalidUrl(String),
+    #[error("cannot connect to the {kind} database at {target}: {cause}")]
+    Connect { kind: &'static str, target: String, cause: String },
+    #[error("database query failed: {0}")]
+    Query(String),
+}
+
+/// A connection pool to the configured database.
+#[derive(Debug, Clone)]
+pub enum Store {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+/// Pool settings (`database_connection_pool_limit`, `database_connection_timeout`).
+#[derive(Debug, Clone, Copy)]
+pub struct PoolOptions {
+    pub max_connections: u32,
+    pub connect_timeout: Duration,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        PoolOptions { max_connections: 10, connect_timeout: Duration::from_secs(5) }
+    }
+}
+
+/// The URL with any password removed, for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}://{}:***@{}", &url[..s], user, &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl Store {
+    /// Connect and verify with a round trip. Fails within `connect_timeout` when the server is unreachable.
+    pub async fn connect(url: &str, opts: PoolOptions) -> Result<Store, StoreError> {
+        let scheme = url.split(':').next().unwrap_or("");
+        let target = redact_url(url);
+        match scheme {
+            "postgres" | "postgresql" => {
+                let connect = PgConnectOptions::from_str(url).map_err(|e| StoreError::InvalidUrl(e.to_string()))?;
+                let pool = PgPoolOptions::new()
+                    .max_connections(opts.max_connections)
+                    .acquire_timeout(opts.connect_timeout)
+                    .connect_with(connect)
+                    .await
+                    .map_err(|e| StoreError::Connect { kind: "PostgreSQL", target, cause: e.to_string() })?;
+                let store = Store::Postgres(pool);
+                store.ping().await?;
+                Ok(store)
+            }
+            "sqlite" => {
+                let connect = SqliteConnectOptions::from_str(url)
+                    .map_err(|e| StoreError::InvalidUrl(e.to_string()))?
+                    .create_if_missing(true);
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(opts.max_connections)
+                    .acquire_timeout(opts.connect_timeout)
+                    .connect_with(connect)
+                    .await
+                    .map_err(|e| StoreError::Connect { kind: "SQLite", target, cause: e.to_string() })?;
+                let store = Store::Sqlite(pool);
+                store.ping().await?;
+                Ok(store)
+            }
+            other => Err(StoreError::UnsupportedScheme(other.to_string())),
+        }
+    }
+
+    /// One round trip to the database.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let r = match self {
+            Store::Postgres(p) => sqlx::query("SELECT 1").execute(p).await.map(|_| ()),
+            Store::Sqlite(p) => sqlx::query("SELECT 1").execute(p).await.map(|_| ()),
+        };
+        r.map_err(|e| StoreError::Query(e.to_string()))
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Store::Postgres(_) => "postgres",
+            Store::Sqlite(_) => "sqlite",
+        }
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Store::Postgres(p) => p.close().await,
+            Store::Sqlite(p) => p.close().await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact_url("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
+    }
+
+    #[tokio::test]
+    async fn sqlite_in_memory_connects() {
+        let s = Store::connect("sqlite::memory:", PoolOptions::default()).await.unwrap();
+        s.ping().await.unwrap();
+        assert_eq!(s.kind(), "sqlite");
+    }
+
+    #[tokio::test]
+    async fn unreachable_postgres_fails_fast_with_a_clear_error() {
+        let opts = PoolOptions { max_connections: 1, connect_timeout: Duration::from_secs(2) };
+        let err = Store::connect("postgres://u:pw@127.0.0.1:1/db", opts).await.unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("PostgreSQL") && msg.contains("127.0.0.1:1") && !msg.contains("pw"), "{msg}");
+    }
+
+    #[tokio::test]
+    async fn unsupported_scheme() {
+        let err = Store::connect("mysql://x", PoolOptions::default()).await.unwrap_err();
+        assert!(matches!(err, StoreError::UnsupportedScheme(_)));
+    }
+}

@@ -1,0 +1,216 @@
+//! The layered start-up: CLI -> config (+env) -> database check -> TLS -> bind -> serve -> drain on signal.
+//! Every failure before the port is bound is reported on stderr and ends the process with a distinct code.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tollgate_config::{Config, ConfigError, Env};
+use tollgate_server::{AppState, ListenerOptions, Runtime};
+use tollgate_store::{PoolOptions, Store};
+
+use crate::cli::Cli;
+
+/// Exit codes (sysexits.h where one fits).
+pub mod exit {
+    /// Invalid configuration (file, flags, environment, TLS files). EX_USAGE, as the issue asks for 64.
+    pub const CONFIG: u8 = 64;
+    /// A service the gateway needs (the database) is unreachable. EX_UNAVAILABLE.
+    pub const UNAVAILABLE: u8 = 69;
+    /// The port cannot be bound (taken, no permission). EX_OSERR.
+    pub const BIND: u8 = 71;
+    /// Runtime could not be created, or a client command (--health/--test) failed.
+    pub const FAILURE: u8 = 1;
+}
+
+fn config_error(e: &ConfigError) -> ExitCode {
+    eprintln!("tollgate: configuration error: {e}");
+    ExitCode::from(e.exit_code() as u8)
+}
+
+pub fn run(cli: Cli) -> ExitCode {
+    let env = Env::process();
+    let path = tollgate_config::resolve_config_path(cli.config.as_deref(), &env);
+    let overrides = cli.overrides();
+    let loaded = tollgate_config::load(path.as_deref(), &env, &overrides);
+
+    if cli.health || cli.test {
+        return crate::client::run(&cli, loaded.ok(), &env);
+    }
+    let config = match loaded {
+        Ok(c) => c,
+        Err(e) => return config_error(&e),
+    };
+    if cli.validate_config {
+        println!("{}", config.summary());
+        return ExitCode::SUCCESS;
+    }
+
+    let json_logs = config.json_logs || env.get("JSON_LOGS").is_some_and(|v| v == "true" || v == "1" || v == "True");
+    let filter = env.get("RUST_LOG").or_else(|| {
+        env.get("LITELLM_LOG").and_then(|v| match v.to_ascii_uppercase().as_str() {
+            "DEBUG" => Some("warn,tollgate=debug,tollgate_server=debug,tollgate_providers=debug,tollgate::request=debug".into()),
+            "ERROR" => Some("error".into()),
+            _ => None,
+        })
+    });
+    crate::logging::init(cli.debug, cli.detailed_debug, json_logs, filter);
+
+    let workers = config.server.num_workers.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)).max(1);
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tollgate: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::FAILURE);
+        }
+    };
+    rt.block_on(serve(cli, config, env, workers))
+}
+
+async fn serve(cli: Cli, config: Config, env: Env, workers: usize) -> ExitCode {
+    // Warnings the operator must see once at start-up.
+    if !config.unimplemented.is_empty() {
+        tracing::warn!(
+            settings = %config.unimplemented.join(", "),
+            "these config settings are valid LiteLLM settings that tollgate does not implement yet; they are accepted and have no effect"
+        );
+    }
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    if config.master_key.is_none() {
+        tracing::warn!(
+            "NO MASTER KEY IS SET: every route is open to anyone who can reach this port. Set general_settings.master_key or LITELLM_MASTER_KEY."
+        );
+    }
+
+    // Provider adapters, one per deployment.
+    let client = tollgate_providers::http_client();
+    let config = Arc::new(config);
+    let runtime = match Runtime::build(config.clone(), &env, &client) {
+        Ok(r) => r,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("tollgate: configuration error: {e}");
+            }
+            return ExitCode::from(exit::CONFIG);
+        }
+    };
+
+    // Database: if one is configured it must be reachable before we accept traffic.
+    let store = match &config.database_url {
+        None => None,
+        Some(url) => match Store::connect(url.expose(), PoolOptions::default()).await {
+            Ok(s) => {
+                tracing::info!(kind = s.kind(), "database connected");
+                Some(s)
+            }
+            Err(e) => {
+                eprintln!("tollgate: database error: {e}");
+                return ExitCode::from(exit::UNAVAILABLE);
+            }
+        },
+    };
+
+    let tls = match &config.server.tls {
+        None => None,
+        Some(files) => match tollgate_server::listener::load_tls(&files.cert, &files.key) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                eprintln!("tollgate: TLS error: {e}");
+                return ExitCode::from(exit::CONFIG);
+            }
+        },
+    };
+
+    if cli.skip_server_startup {
+        tracing::info!("--skip_server_startup: start-up checks passed; not serving");
+        if let Some(s) = &store {
+            s.close().await;
+        }
+        return ExitCode::SUCCESS;
+    }
+
+    let addr = format!("{}:{}", config.server.host, config.server.port);
+    let listener = match tokio::net::TcpListener::bind(&addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            let why = if e.kind() == std::io::ErrorKind::AddrInUse {
+                format!("port {} is already in use on {} (tollgate never picks another port; free it or pass --port)", config.server.port, config.server.host)
+            } else {
+                e.to_string()
+            };
+            eprintln!("tollgate: cannot listen on {addr}: {why}");
+            return ExitCode::from(exit::BIND);
+        }
+    };
+    let local: SocketAddr = match listener.local_addr() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("tollgate: cannot read the bound address: {e}");
+            return ExitCode::from(exit::BIND);
+        }
+    };
+
+    let tasks = TaskTracker::new();
+    let shutdown = CancellationToken::new();
+    let state = AppState::new(runtime, client, store.clone(), tasks.clone(), shutdown.clone());
+    let app = tollgate_server::build_router(state);
+    let opts = ListenerOptions {
+        keepalive_timeout: config.server.keepalive_timeout,
+        header_read_timeout: config.server.header_read_timeout,
+        tls: tls.clone(),
+    };
+
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(
+        address = %local, workers, deployments = config.deployments.len(),
+        models = config.deployments.iter().map(|d| d.model_name.as_str()).collect::<std::collections::BTreeSet<_>>().len(),
+        "tollgate {} ready", env!("CARGO_PKG_VERSION")
+    );
+    // The one stdout line scripts and tests read the port from.
+    println!("tollgate listening on {scheme}://{local}");
+
+    tasks.spawn(watch_signals(shutdown.clone()));
+    tollgate_server::serve(listener, app, opts, shutdown.clone(), tasks.clone()).await;
+
+    // Drain: in-flight requests and streams get the grace period to finish.
+    let grace = config.server.graceful_shutdown_timeout;
+    tracing::info!(grace_s = grace.as_secs_f64(), "shutting down: no longer accepting; draining in-flight requests");
+    tasks.close();
+    if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
+        tracing::warn!("grace period over with requests still in flight; exiting");
+    }
+    if let Some(s) = &store {
+        s.close().await;
+    }
+    tracing::info!("shutdown complete");
+    ExitCode::SUCCESS
+}
+
+/// Cancel `shutdown` on SIGTERM or SIGINT (or when something else cancels it).
+async fn watch_signals(shutdown: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            tracing::error!("cannot install signal handlers");
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+            _ = shutdown.cancelled() => return,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = shutdown.cancelled() => return,
+        }
+    }
+    shutdown.cancel();
+}
