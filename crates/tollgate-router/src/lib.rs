@@ -4,7 +4,7 @@
 //! nothing about HTTP or providers.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use tollgate_config::Deployment;
 
@@ -58,11 +58,13 @@ pub struct Router<T> {
     exact: HashMap<String, Vec<usize>>,
     wildcards: Vec<(Wildcard, String, Vec<usize>)>,
     aliases: BTreeMap<String, String>,
+    hidden: BTreeSet<String>,
 }
 
 impl<T> Router<T> {
-    /// Build the table. `aliases` maps a public name to a model group (`router_settings.model_group_alias`).
-    pub fn new(entries: Vec<Entry<T>>, aliases: BTreeMap<String, String>) -> Self {
+    /// Build the table. `aliases` maps a public name to a model group (`router_settings.model_group_alias`);
+    /// aliases in `hidden` route but are not listed by [`Router::model_names`].
+    pub fn new(entries: Vec<Entry<T>>, aliases: BTreeMap<String, String>, hidden: BTreeSet<String>) -> Self {
         let mut exact: HashMap<String, Vec<usize>> = HashMap::new();
         let mut wildcards: Vec<(Wildcard, String, Vec<usize>)> = Vec::new();
         for (i, e) in entries.iter().enumerate() {
@@ -77,7 +79,7 @@ impl<T> Router<T> {
         }
         // Most specific pattern first; config order among equals (stable sort).
         wildcards.sort_by_key(|(w, _, _)| std::cmp::Reverse(w.specificity()));
-        Router { entries, exact, wildcards, aliases }
+        Router { entries, exact, wildcards, aliases, hidden }
     }
 
     pub fn entries(&self) -> &[Entry<T>] {
@@ -90,7 +92,7 @@ impl<T> Router<T> {
             .exact
             .keys()
             .cloned()
-            .chain(self.aliases.keys().cloned())
+            .chain(self.aliases.keys().filter(|a| !self.hidden.contains(*a)).cloned())
             .chain(self.wildcards.iter().map(|(_, n, _)| n.clone()))
             .collect();
         names.sort();

@@ -37,7 +37,7 @@ impl Runtime {
             return Err(errors);
         }
         Ok(Runtime {
-            router: Router::new(entries, config.model_group_alias.clone()),
+            router: Router::new(entries, config.model_group_alias.clone(), config.hidden_model_group_aliases.clone()),
             master_key: config.master_key.clone(),
             body_limit: config.server.max_request_body_bytes,
             default_timeout: config.request_timeout.unwrap_or(tollgate_providers::openai::DEFAULT_TIMEOUT),
