@@ -151,16 +151,6 @@ pub struct MockServer {
     tracker: TaskTracker,
 }
 
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared")
-            .field("requests", &self.request_count())
-            .field("in_flight", &self.in_flight())
-            .field("recording", &self.recording())
-            .finish_non_exhaustive()
-    }
-}
-
 impl MockServer {
     /// Binds `addr` (port 0 picks a free port) and serves in the background
     /// on the current tokio runtime.

@@ -58,7 +58,7 @@ pub(crate) async fn accept_loop(
     tracker: TaskTracker,
 ) {
     let mut builder = auto::Builder::new(TrackedExecutor(tracker.clone()));
-    builder.http1().keep_alive(true);
+    builder.http1().keep_alive(true).pipeline_flush(true);
     builder.http2().max_concurrent_streams(4096);
     let builder = Arc::new(builder);
     loop {

@@ -1,6 +1,7 @@
 //! State shared by all connections: counters, the request recorder and the `fail_first` counters.
 
 use std::collections::{HashMap, VecDeque};
+use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -95,6 +96,16 @@ impl Shared {
         let seen = map.entry(key).or_insert(0);
         *seen = seen.saturating_add(1);
         *seen <= n
+    }
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("requests", &self.request_count())
+            .field("in_flight", &self.in_flight())
+            .field("recording", &self.recording())
+            .finish_non_exhaustive()
     }
 }
 

