@@ -101,6 +101,11 @@ fn classify(root: &Node, diag: &mut Diag) -> Vec<String> {
     let mut soft = Vec::new();
     for entry in root.entries().unwrap_or_default() {
         let path = KeyPath::root().key(&entry.key);
+        // `x-...` / `.…` top-level keys hold YAML anchors (the docker-compose convention); LiteLLM ignores
+        // top-level keys it does not know, so these are accepted silently.
+        if entry.key.starts_with("x-") || entry.key.starts_with('.') {
+            continue;
+        }
         match Section::Top.lookup(&entry.key) {
             None => diag.error(
                 Some(&entry.key_loc),
@@ -925,9 +930,25 @@ fn server(config: &mut Config, file: &FileSettings, env: &Env, o: &Overrides, di
     if s.host.trim().is_empty() {
         diag.error(None, &KeyPath::root().key("--host"), "must not be empty");
     }
+    // Kubernetes injects `TOLLGATE_PORT=tcp://10.0.0.1:4000` for a Service named `tollgate`: that is a
+    // service link, not our setting, so it is skipped (with a warning) in favour of `PORT`.
+    let service_link = env.get("TOLLGATE_PORT").is_some_and(|v| v.contains("://"));
+    if service_link {
+        diag.warn(
+            None,
+            &KeyPath::root().key("TOLLGATE_PORT"),
+            "looks like a Kubernetes service link (tcp://...), not a port; ignored",
+        );
+    }
     s.port = o
         .port
-        .or_else(|| setting(env, "PORT", diag, parse_port))
+        .or_else(|| {
+            if service_link {
+                from_env(env, &["PORT"], diag, parse_port)
+            } else {
+                setting(env, "PORT", diag, parse_port)
+            }
+        })
         .unwrap_or(s.port);
     s.num_workers = match o.num_workers {
         Some(0) => {

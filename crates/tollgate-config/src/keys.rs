@@ -173,7 +173,7 @@ pub(crate) const GENERAL_SETTINGS: &[(&str, Support)] = &[
 
 /// `litellm_settings` keys (LiteLLM sets each as an attribute of the `litellm` module).
 pub(crate) const LITELLM_SETTINGS: &[(&str, Support)] = &[
-    ("drop_params", I),
+    ("drop_params", U),
     ("request_timeout", I),
     ("json_logs", I),
     ("set_verbose", I), // accepted and ignored (deprecated in LiteLLM too)

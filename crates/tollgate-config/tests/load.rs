@@ -182,6 +182,7 @@ fn litellm_docs_config_parses_with_typed_values() {
             "general_settings.proxy_batch_write_at",
             "litellm_settings.cache",
             "litellm_settings.cache_params",
+            "litellm_settings.drop_params",
             "litellm_settings.fallbacks",
             "litellm_settings.num_retries",
             "litellm_settings.success_callback",
@@ -877,6 +878,7 @@ router_settings:
             "general_settings.store_model_in_db",
             "guardrails",
             "litellm_settings.callbacks",
+            "litellm_settings.drop_params",
             "router_settings.routing_strategy"
         ]
     );
@@ -958,6 +960,7 @@ router_settings:
       gpt-4 -> gpt-4o
     not implemented by tollgate (accepted, ignored):
       litellm_settings.callbacks
+      litellm_settings.drop_params
     ");
 }
 
@@ -997,4 +1000,28 @@ fn unknown_provider_prefix_is_a_warning() {
             "config.yaml:4:14: model_list[0].litellm_params.model: `opnai` is not a provider LiteLLM knows; did you mean `openai`?"
         ]
     );
+}
+
+#[test]
+fn kubernetes_service_link_in_tollgate_port_is_ignored() {
+    let c = load_text(
+        "model_list: []\n",
+        &env(&[("TOLLGATE_PORT", "tcp://10.0.0.1:4000"), ("PORT", "8123")]),
+    )
+    .unwrap();
+    assert_eq!(c.server.port, 8123);
+    assert!(c.warnings.iter().any(|w| w.contains("service link")), "{:?}", c.warnings);
+    let c = load_text("model_list: []\n", &env(&[("TOLLGATE_PORT", "9001"), ("PORT", "8123")])).unwrap();
+    assert_eq!(c.server.port, 9001);
+}
+
+#[test]
+fn top_level_anchor_holders_are_accepted() {
+    let c = load_text(
+        "x-defaults: &d\n  api_base: http://h/v1\nmodel_list:\n  - model_name: a\n    litellm_params:\n      <<: *d\n      model: openai/a\n",
+        &env(&[]),
+    )
+    .unwrap();
+    assert_eq!(c.deployments[0].api_base.as_deref(), Some("http://h/v1"));
+    assert!(error_text("modle_list: []\n", &env(&[])).contains("modle_list"));
 }

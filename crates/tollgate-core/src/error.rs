@@ -37,15 +37,8 @@ pub enum GatewayError {
     #[error("{message}")]
     RateLimited { message: String, retry_after: Option<Duration> },
     /// The upstream answered with an error status; 4xx statuses are passed through, 5xx become 502.
-    #[error("{message}")]
-    UpstreamStatus {
-        status: u16,
-        message: String,
-        error_type: Option<String>,
-        param: Option<String>,
-        code: Option<String>,
-        retry_after: Option<String>,
-    },
+    #[error("{}", .0.message)]
+    UpstreamStatus(Box<UpstreamFailure>),
     /// The upstream did not answer (or did not send the first chunk) in time.
     #[error("Upstream {deployment} timed out after {}s", .after.as_secs_f64())]
     UpstreamTimeout { deployment: String, after: Duration },
@@ -64,6 +57,17 @@ pub enum GatewayError {
     /// A bug or an unexpected failure inside the gateway. The message is logged; clients see a generic text.
     #[error("Internal error: {0}")]
     Internal(String),
+}
+
+/// An error status from an upstream, with what its body said (boxed in `GatewayError` to keep results small).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamFailure {
+    pub status: u16,
+    pub message: String,
+    pub error_type: Option<String>,
+    pub param: Option<String>,
+    pub code: Option<String>,
+    pub retry_after: Option<String>,
 }
 
 fn model_not_found_message(requested: &Option<String>, available: &[String]) -> String {
@@ -104,7 +108,7 @@ impl GatewayError {
             MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            UpstreamStatus { status, .. } => match StatusCode::from_u16(*status) {
+            UpstreamStatus(f) => match StatusCode::from_u16(f.status) {
                 Ok(s) if s.is_client_error() => s,
                 _ => StatusCode::BAD_GATEWAY,
             },
@@ -128,8 +132,8 @@ impl GatewayError {
             Forbidden(_) => "permission_error",
             NotFound(_) => "not_found_error",
             RateLimited { .. } => "rate_limit_error",
-            UpstreamStatus { error_type: Some(t), status, .. } if *status < 500 => t,
-            UpstreamStatus { status, .. } => match *status {
+            UpstreamStatus(f) if f.status < 500 && f.error_type.is_some() => f.error_type.as_deref().unwrap_or("api_error"),
+            UpstreamStatus(f) => match f.status {
                 429 => "rate_limit_error",
                 400..=499 => "invalid_request_error",
                 _ => "api_error",
@@ -155,7 +159,7 @@ impl GatewayError {
             MethodNotAllowed(_) => Some("method_not_allowed"),
             PayloadTooLarge { .. } => Some("request_too_large"),
             RateLimited { .. } => Some("rate_limit_exceeded"),
-            UpstreamStatus { code, .. } => code.as_deref(),
+            UpstreamStatus(f) => f.code.as_deref(),
             UpstreamTimeout { .. } => Some("upstream_timeout"),
             UpstreamUnreachable { .. } => Some("upstream_unreachable"),
             UpstreamInvalid { .. } => Some("upstream_invalid_response"),
@@ -167,9 +171,8 @@ impl GatewayError {
 
     pub fn param(&self) -> Option<&str> {
         match self {
-            GatewayError::InvalidRequest { param, .. } | GatewayError::UpstreamStatus { param, .. } => {
-                param.as_deref()
-            }
+            GatewayError::InvalidRequest { param, .. } => param.as_deref(),
+            GatewayError::UpstreamStatus(f) => f.param.as_deref(),
             GatewayError::ModelNotFound { .. } => Some("model"),
             _ => None,
         }
@@ -181,7 +184,7 @@ impl GatewayError {
             GatewayError::RateLimited { retry_after: Some(d), .. } => {
                 Some(d.as_secs_f64().ceil().max(1.0).to_string())
             }
-            GatewayError::UpstreamStatus { retry_after, .. } => retry_after.clone(),
+            GatewayError::UpstreamStatus(f) => f.retry_after.clone(),
             _ => None,
         }
     }
@@ -192,8 +195,8 @@ impl GatewayError {
             GatewayError::Internal(_) => {
                 "Internal error in the gateway; the request id identifies it in the gateway's logs".to_string()
             }
-            GatewayError::UpstreamStatus { status, message, .. } if *status >= 500 => {
-                format!("Upstream returned {status}: {message}")
+            GatewayError::UpstreamStatus(f) if f.status >= 500 => {
+                format!("Upstream returned {}: {}", f.status, f.message)
             }
             other => other.to_string(),
         }
@@ -246,25 +249,25 @@ mod tests {
             (GatewayError::Unauthorized("bad".into()), 401),
             (GatewayError::PayloadTooLarge { limit: 1 }, 413),
             (
-                GatewayError::UpstreamStatus {
+                GatewayError::UpstreamStatus(Box::new(UpstreamFailure {
                     status: 429,
                     message: "slow down".into(),
                     error_type: None,
                     param: None,
                     code: None,
                     retry_after: Some("3".into()),
-                },
+                })),
                 429,
             ),
             (
-                GatewayError::UpstreamStatus {
+                GatewayError::UpstreamStatus(Box::new(UpstreamFailure {
                     status: 503,
                     message: "overloaded".into(),
                     error_type: Some("server_error".into()),
                     param: None,
                     code: None,
                     retry_after: None,
-                },
+                })),
                 502,
             ),
             (GatewayError::UpstreamTimeout { deployment: "d".into(), after: Duration::from_secs(1) }, 504),
@@ -274,6 +277,11 @@ mod tests {
         for (e, s) in cases {
             assert_eq!(e.status().as_u16(), s, "{e:?}");
         }
+    }
+
+    #[test]
+    fn error_stays_small() {
+        assert!(std::mem::size_of::<GatewayError>() <= 96, "{}", std::mem::size_of::<GatewayError>());
     }
 
     #[test]

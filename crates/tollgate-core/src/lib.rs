@@ -7,5 +7,5 @@ pub mod ids;
 pub mod usage;
 pub mod wire;
 
-pub use error::{ErrorBody, GatewayError};
+pub use error::{ErrorBody, GatewayError, UpstreamFailure};
 pub use usage::Usage;

@@ -110,6 +110,10 @@ pub const SUPPORTED: &[&str] = &["openai", "openai_compatible", "hosted_vllm", "
 
 /// Build the adapter for one deployment.
 pub fn build(deployment: &Deployment, env: &Env, client: &HttpClient) -> Result<Arc<dyn Provider>, BuildError> {
+    // `mock_response` on any deployment answers locally, as LiteLLM's `mock_response` does.
+    if deployment.mock_response.is_some() {
+        return Ok(Arc::new(mock::MockProvider::new(deployment)));
+    }
     match deployment.provider.as_str() {
         "mock" => Ok(Arc::new(mock::MockProvider::new(deployment))),
         "openai" | "openai_compatible" | "hosted_vllm" | "custom_openai" => {

@@ -12,7 +12,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use tollgate_config::{Deployment, Env};
 use tollgate_core::wire::{Edit, JsonObject, json_string, splice};
-use tollgate_core::{GatewayError, Usage};
+use tollgate_core::{GatewayError, UpstreamFailure, Usage};
 
 use crate::sse::{SseDecoder, SseEvent, encode};
 use crate::stream::{ChunkStream, StreamOutcome};
@@ -30,6 +30,8 @@ struct Inner {
     name: &'static str,
     deployment: String,
     base: String,
+    /// `base` without credentials or query string, for headers and `/health`.
+    public_base: String,
     headers: HeaderMap,
     client: HttpClient,
 }
@@ -84,8 +86,9 @@ impl OpenAiProvider {
                 .map_err(|_| invalid(format!("extra_headers: value of `{k}` is not a valid header value")))?;
             headers.insert(name, value);
         }
+        let public_base = public_url(&base);
         Ok(OpenAiProvider {
-            inner: Arc::new(Inner { name, deployment: d.model_name.clone(), base, headers, client }),
+            inner: Arc::new(Inner { name, deployment: d.model_name.clone(), base, public_base, headers, client }),
         })
     }
 }
@@ -96,12 +99,28 @@ impl Provider for OpenAiProvider {
     }
 
     fn api_base(&self) -> &str {
-        &self.inner.base
+        &self.inner.public_base
     }
 
     fn call(&self, call: Call) -> BoxFuture<Result<Reply, GatewayError>> {
         let inner = self.inner.clone();
         Box::pin(async move { inner.call(call).await })
+    }
+}
+
+/// A URL with any `user:password@` and query string removed (query strings can carry keys, e.g. `?key=`).
+pub fn public_url(url: &str) -> String {
+    let without_query = url.split(['?', '#']).next().unwrap_or(url);
+    match without_query.find("://") {
+        Some(s) => {
+            let rest = &without_query[s + 3..];
+            let host_end = rest.find('/').unwrap_or(rest.len());
+            match rest[..host_end].rfind('@') {
+                Some(at) => format!("{}://{}", &without_query[..s], &rest[at + 1..]),
+                None => without_query.to_string(),
+            }
+        }
+        None => without_query.to_string(),
     }
 }
 
@@ -123,8 +142,12 @@ pub fn rewrite_request(call: &Call) -> Result<Vec<u8>, GatewayError> {
     let wants_usage_injection =
         call.stream && matches!(call.endpoint, Endpoint::ChatCompletions | Endpoint::Completions);
     if wants_usage_injection && !call.client_wants_usage {
-        match obj.get("stream_options").filter(|r| r.get() != "null") {
+        match obj.get("stream_options") {
             None => edits.push(Edit::insert(obj.open_brace_end(), b"\"stream_options\":{\"include_usage\":true},".to_vec())),
+            // An explicit `null` is replaced in place; inserting a second key would send a duplicate key.
+            Some(raw) if raw.get() == "null" => {
+                edits.push(Edit::replace(obj.span(raw), b"{\"include_usage\":true}".to_vec()));
+            }
             Some(raw) => {
                 let mut opts: serde_json::Map<String, serde_json::Value> = serde_json::from_str(raw.get())
                     .map_err(|_| GatewayError::invalid_param("stream_options", "stream_options must be an object"))?;
@@ -176,14 +199,14 @@ pub fn upstream_error(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> G
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     match serde_json::from_slice::<Envelope>(body) {
-        Ok(Envelope { error }) => GatewayError::UpstreamStatus {
+        Ok(Envelope { error }) => GatewayError::UpstreamStatus(Box::new(UpstreamFailure {
             status: status.as_u16(),
             message: error.message.unwrap_or_else(|| format!("upstream returned {status}")),
             error_type: error.kind,
             param: as_text(error.param),
             code: as_text(error.code),
             retry_after,
-        },
+        })),
         Err(_) => {
             let text = String::from_utf8_lossy(body);
             let text = text.trim();
@@ -191,14 +214,14 @@ pub fn upstream_error(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> G
             if message.is_empty() {
                 message = format!("upstream returned {status}");
             }
-            GatewayError::UpstreamStatus {
+            GatewayError::UpstreamStatus(Box::new(UpstreamFailure {
                 status: status.as_u16(),
                 message,
                 error_type: None,
                 param: None,
                 code: None,
                 retry_after,
-            }
+            }))
         }
     }
 }
@@ -292,14 +315,27 @@ impl EventRewriter {
             return;
         };
         if self.endpoint == Endpoint::Responses {
-            // Responses API: usage is in `response.completed`'s `response.usage`; forward events unchanged.
+            // Responses API: the model and usage sit inside `response` (usage in `response.completed`).
+            let mut edits = Vec::new();
             if let Some(resp) = obj.get("response")
                 && let Ok(inner) = JsonObject::parse_str(resp.get())
-                && let Some(u) = inner.get("usage").and_then(|u| Usage::from_json(u.get()))
             {
-                outcome.set_usage(u);
+                if let Some(u) = inner.get("usage").and_then(|u| Usage::from_json(u.get())) {
+                    outcome.set_usage(u);
+                }
+                if let Some(m) = inner.get("model")
+                    && inner.get_str("model").ok().flatten().as_deref() != Some(self.requested_model.as_str())
+                {
+                    let base = obj.span(resp).start;
+                    let span = inner.span(m);
+                    edits.push(Edit::replace(base + span.start..base + span.end, json_string(&self.requested_model)));
+                }
             }
-            encode(ev.event.as_deref(), data.as_bytes(), out);
+            if edits.is_empty() {
+                encode(ev.event.as_deref(), data.as_bytes(), out);
+            } else {
+                encode(ev.event.as_deref(), &splice(data.as_bytes(), &mut edits), out);
+            }
             return;
         }
         let mut edits = Vec::with_capacity(2);
@@ -441,6 +477,8 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(out, br#"{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true}}"#);
+        let out = rewrite_request(&call(r#"{"model":"alias","stream":true,"stream_options":null}"#, true, false)).unwrap();
+        assert_eq!(out, br#"{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true}}"#);
         let body = r#"{"model":"alias","stream":true,"stream_options":{"include_usage":true}}"#;
         let out = rewrite_request(&call(body, true, true)).unwrap();
         assert_eq!(out, body.replace("alias", "gpt-4o").as_bytes());
@@ -476,6 +514,30 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "data: {\"id\":\"c\",\"model\":\"alias\",\"choices\":[],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2,\"total_tokens\":3}}\n\n"
         );
+    }
+
+    #[test]
+    fn public_url_drops_credentials_and_query() {
+        assert_eq!(public_url("https://u:p@host:8443/v1?api-key=x"), "https://host:8443/v1");
+        assert_eq!(public_url("http://127.0.0.1:9/v1"), "http://127.0.0.1:9/v1");
+        assert_eq!(public_url("http://host/a@b"), "http://host/a@b");
+    }
+
+    #[test]
+    fn responses_stream_events_report_the_requested_model() {
+        let outcome = StreamOutcome::default();
+        let ev = SseEvent {
+            event: Some("response.completed".into()),
+            data: r#"{"type":"response.completed","response":{"id":"r","model":"gpt-4o-2024","usage":{"input_tokens":2,"output_tokens":3,"total_tokens":5}}}"#.into(),
+            ..Default::default()
+        };
+        let rw = EventRewriter { requested_model: "alias".into(), strip_usage: true, endpoint: Endpoint::Responses };
+        let mut out = vec![];
+        rw.rewrite(&ev, &outcome, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("event: response.completed\n"), "{text}");
+        assert!(text.contains(r#""model":"alias""#) && !text.contains("gpt-4o-2024"), "{text}");
+        assert_eq!(outcome.usage().unwrap().total_tokens, 5);
     }
 
     #[test]

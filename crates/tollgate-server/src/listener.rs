@@ -145,16 +145,18 @@ pub async fn serve(
     tracker: TaskTracker,
 ) {
     let mut builder = Builder::new(TokioExecutor::new());
+    // hyper's HTTP/1 header-read timer also runs while a keep-alive connection waits for its next request,
+    // so it is the keep-alive idle bound too: give it the longer of the two, and let `drive` close
+    // connections idle for `keepalive_timeout`. HTTP/2 gets no server PINGs: they would count as activity
+    // and keep idle connections open forever.
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(opts.header_read_timeout)
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(Some(Duration::from_secs(30)))
-        .keep_alive_timeout(Duration::from_secs(20));
+        .header_read_timeout(opts.header_read_timeout.max(opts.keepalive_timeout))
+        .keep_alive(true)
+        // Coalesce writes of pipelined responses into one syscall.
+        .pipeline_flush(true);
+    builder.http2().timer(TokioTimer::new());
     let builder = Arc::new(builder);
     let acceptor = opts.tls.clone().map(TlsAcceptor::from);
     loop {

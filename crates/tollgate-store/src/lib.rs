@@ -21,6 +21,13 @@ pub enum StoreError {
     Query(String),
 }
 
+impl StoreError {
+    /// True when the URL itself is wrong (a configuration error), not the server unreachable.
+    pub fn is_config_problem(&self) -> bool {
+        matches!(self, StoreError::UnsupportedScheme(_) | StoreError::InvalidUrl(_))
+    }
+}
+
 /// A connection pool to the configured database.
 #[derive(Debug, Clone)]
 pub enum Store {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tollgate_config::{Config, ConfigError, Env};
+use tollgate_providers::HttpClient;
 use tollgate_server::{AppState, ListenerOptions, Runtime};
 use tollgate_store::{PoolOptions, Store};
 
@@ -37,39 +38,85 @@ pub fn run(cli: Cli) -> ExitCode {
     let loaded = tollgate_config::load(path.as_deref(), &env, &overrides);
 
     if cli.health || cli.test {
-        return crate::client::run(&cli, loaded.ok(), &env);
+        let config = match loaded {
+            Ok(c) => Some(c),
+            Err(e) => {
+                if path.is_some() {
+                    eprintln!("tollgate: warning: the config could not be loaded ({e}); using flags and environment only");
+                }
+                None
+            }
+        };
+        return crate::client::run(&cli, config, &env);
     }
     let config = match loaded {
         Ok(c) => c,
         Err(e) => return config_error(&e),
     };
+    // Provider adapters are part of validation: a deployment tollgate cannot serve is a config error.
+    let client = tollgate_providers::http_client();
+    let config = Arc::new(config);
+    let runtime = match Runtime::build(config.clone(), &env, &client) {
+        Ok(r) => r,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("tollgate: configuration error: {e}");
+            }
+            return ExitCode::from(exit::CONFIG);
+        }
+    };
     if cli.validate_config {
-        println!("{}", config.summary());
+        say(&config.summary());
         return ExitCode::SUCCESS;
     }
 
-    let json_logs = config.json_logs || env.get("JSON_LOGS").is_some_and(|v| v == "true" || v == "1" || v == "True");
-    let filter = env.get("RUST_LOG").or_else(|| {
-        env.get("LITELLM_LOG").and_then(|v| match v.to_ascii_uppercase().as_str() {
-            "DEBUG" => Some("warn,tollgate=debug,tollgate_server=debug,tollgate_providers=debug,tollgate::request=debug".into()),
-            "ERROR" => Some("error".into()),
-            _ => None,
+    // Logging: flags win over the environment (RUST_LOG / LITELLM_LOG), which wins over the file; the
+    // file's `environment_variables` count as environment.
+    let env = config.layered_env(&env);
+    let truthy = |v: String| matches!(v.as_str(), "true" | "True" | "TRUE" | "1");
+    let json_logs = env.get("JSON_LOGS").map(truthy).unwrap_or(config.json_logs);
+    let filter = if cli.debug || cli.detailed_debug {
+        None
+    } else {
+        env.get("RUST_LOG").or_else(|| {
+            env.get("LITELLM_LOG").and_then(|v| match v.to_ascii_uppercase().as_str() {
+                "DEBUG" => Some(
+                    "warn,tollgate=debug,tollgate_server=debug,tollgate_providers=debug,tollgate::request=debug".into(),
+                ),
+                "ERROR" => Some("error".into()),
+                _ => None,
+            })
         })
-    });
-    crate::logging::init(cli.debug, cli.detailed_debug, json_logs, filter);
+    };
+    let _log_guard = crate::logging::init(cli.debug, cli.detailed_debug, json_logs, filter);
 
     let workers = config.server.num_workers.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)).max(1);
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build() {
+    // One worker: a current-thread runtime (no work-stealing bookkeeping, no cross-thread wake-ups).
+    let mut builder = if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(workers);
+        b
+    };
+    let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("tollgate: cannot start the async runtime: {e}");
             return ExitCode::from(exit::FAILURE);
         }
     };
-    rt.block_on(serve(cli, config, env, workers))
+    rt.block_on(serve(cli, config, runtime, client, workers))
 }
 
-async fn serve(cli: Cli, config: Config, env: Env, workers: usize) -> ExitCode {
+/// Print a line on stdout; a closed stdout (`| head`) is not an error worth a panic.
+fn say(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|_| out.flush());
+}
+
+async fn serve(cli: Cli, config: Arc<Config>, runtime: Runtime, client: HttpClient, workers: usize) -> ExitCode {
     // Warnings the operator must see once at start-up.
     if !config.unimplemented.is_empty() {
         tracing::warn!(
@@ -86,19 +133,6 @@ async fn serve(cli: Cli, config: Config, env: Env, workers: usize) -> ExitCode {
         );
     }
 
-    // Provider adapters, one per deployment.
-    let client = tollgate_providers::http_client();
-    let config = Arc::new(config);
-    let runtime = match Runtime::build(config.clone(), &env, &client) {
-        Ok(r) => r,
-        Err(errors) => {
-            for e in &errors {
-                eprintln!("tollgate: configuration error: {e}");
-            }
-            return ExitCode::from(exit::CONFIG);
-        }
-    };
-
     // Database: if one is configured it must be reachable before we accept traffic.
     let store = match &config.database_url {
         None => None,
@@ -109,7 +143,9 @@ async fn serve(cli: Cli, config: Config, env: Env, workers: usize) -> ExitCode {
             }
             Err(e) => {
                 eprintln!("tollgate: database error: {e}");
-                return ExitCode::from(exit::UNAVAILABLE);
+                // A URL we cannot use is a configuration problem; a server we cannot reach is not.
+                let code = if e.is_config_problem() { exit::CONFIG } else { exit::UNAVAILABLE };
+                return ExitCode::from(code);
             }
         },
     };
@@ -171,7 +207,7 @@ async fn serve(cli: Cli, config: Config, env: Env, workers: usize) -> ExitCode {
         "tollgate {} ready", env!("CARGO_PKG_VERSION")
     );
     // The one stdout line scripts and tests read the port from.
-    println!("tollgate listening on {scheme}://{local}");
+    say(&format!("tollgate listening on {scheme}://{local}"));
 
     tasks.spawn(watch_signals(shutdown.clone()));
     tollgate_server::serve(listener, app, opts, shutdown.clone(), tasks.clone()).await;

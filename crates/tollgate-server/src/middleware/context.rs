@@ -39,7 +39,11 @@ pub async fn context(State(state): State<AppState>, mut req: Request, next: Next
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     req.extensions_mut().insert(RequestContext { id: id.clone(), start });
-    state.count_request();
+    // Health probes and the root do not count toward --max_requests_before_restart: an idle gateway
+    // under a liveness probe must not restart itself.
+    if !(path == "/" || path.starts_with("/health")) {
+        state.count_request();
+    }
     let mut resp = next.run(req).await;
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert(X_CALL_ID, v.clone());
