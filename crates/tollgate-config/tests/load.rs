@@ -1010,8 +1010,16 @@ fn kubernetes_service_link_in_tollgate_port_is_ignored() {
     )
     .unwrap();
     assert_eq!(c.server.port, 8123);
-    assert!(c.warnings.iter().any(|w| w.contains("service link")), "{:?}", c.warnings);
-    let c = load_text("model_list: []\n", &env(&[("TOLLGATE_PORT", "9001"), ("PORT", "8123")])).unwrap();
+    assert!(
+        c.warnings.iter().any(|w| w.contains("service link")),
+        "{:?}",
+        c.warnings
+    );
+    let c = load_text(
+        "model_list: []\n",
+        &env(&[("TOLLGATE_PORT", "9001"), ("PORT", "8123")]),
+    )
+    .unwrap();
     assert_eq!(c.server.port, 9001);
 }
 

@@ -11,13 +11,20 @@ use serde::Serialize;
 pub enum GatewayError {
     /// The request is well-formed JSON but not acceptable (missing field, wrong type, unsupported param).
     #[error("{message}")]
-    InvalidRequest { message: String, param: Option<String>, code: Option<String> },
+    InvalidRequest {
+        message: String,
+        param: Option<String>,
+        code: Option<String>,
+    },
     /// The body is not valid JSON (or not a JSON object).
     #[error("Invalid JSON in request body: {0}")]
     MalformedJson(String),
     /// No model given, or a model this caller cannot use; lists what the caller may use.
     #[error("{}", model_not_found_message(.requested, .available))]
-    ModelNotFound { requested: Option<String>, available: Vec<String> },
+    ModelNotFound {
+        requested: Option<String>,
+        available: Vec<String>,
+    },
     /// Missing, malformed or unknown credentials.
     #[error("{0}")]
     Unauthorized(String),
@@ -35,7 +42,10 @@ pub enum GatewayError {
     PayloadTooLarge { limit: usize },
     /// A gateway-side rate limit or budget was hit.
     #[error("{message}")]
-    RateLimited { message: String, retry_after: Option<Duration> },
+    RateLimited {
+        message: String,
+        retry_after: Option<Duration>,
+    },
     /// The upstream answered with an error status; 4xx statuses are passed through, 5xx become 502.
     #[error("{}", .0.message)]
     UpstreamStatus(Box<UpstreamFailure>),
@@ -86,7 +96,11 @@ fn model_not_found_message(requested: &Option<String>, available: &[String]) -> 
 
 impl GatewayError {
     pub fn invalid(message: impl Into<String>) -> Self {
-        GatewayError::InvalidRequest { message: message.into(), param: None, code: None }
+        GatewayError::InvalidRequest {
+            message: message.into(),
+            param: None,
+            code: None,
+        }
     }
 
     pub fn invalid_param(param: &str, message: impl Into<String>) -> Self {
@@ -101,7 +115,9 @@ impl GatewayError {
     pub fn status(&self) -> StatusCode {
         use GatewayError::*;
         match self {
-            InvalidRequest { .. } | MalformedJson(_) | ModelNotFound { .. } => StatusCode::BAD_REQUEST,
+            InvalidRequest { .. } | MalformedJson(_) | ModelNotFound { .. } => {
+                StatusCode::BAD_REQUEST
+            }
             Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Forbidden(_) => StatusCode::FORBIDDEN,
             NotFound(_) => StatusCode::NOT_FOUND,
@@ -124,15 +140,18 @@ impl GatewayError {
     pub fn error_type(&self) -> &str {
         use GatewayError::*;
         match self {
-            InvalidRequest { .. } | MalformedJson(_) | ModelNotFound { .. } | PayloadTooLarge { .. } => {
-                "invalid_request_error"
-            }
+            InvalidRequest { .. }
+            | MalformedJson(_)
+            | ModelNotFound { .. }
+            | PayloadTooLarge { .. } => "invalid_request_error",
             MethodNotAllowed(_) => "invalid_request_error",
             Unauthorized(_) => "authentication_error",
             Forbidden(_) => "permission_error",
             NotFound(_) => "not_found_error",
             RateLimited { .. } => "rate_limit_error",
-            UpstreamStatus(f) if f.status < 500 && f.error_type.is_some() => f.error_type.as_deref().unwrap_or("api_error"),
+            UpstreamStatus(f) if f.status < 500 && f.error_type.is_some() => {
+                f.error_type.as_deref().unwrap_or("api_error")
+            }
             UpstreamStatus(f) => match f.status {
                 429 => "rate_limit_error",
                 400..=499 => "invalid_request_error",
@@ -181,9 +200,10 @@ impl GatewayError {
     /// Seconds for a `Retry-After` header, when the error carries one.
     pub fn retry_after(&self) -> Option<String> {
         match self {
-            GatewayError::RateLimited { retry_after: Some(d), .. } => {
-                Some(d.as_secs_f64().ceil().max(1.0).to_string())
-            }
+            GatewayError::RateLimited {
+                retry_after: Some(d),
+                ..
+            } => Some(d.as_secs_f64().ceil().max(1.0).to_string()),
             GatewayError::UpstreamStatus(f) => f.retry_after.clone(),
             _ => None,
         }
@@ -193,7 +213,8 @@ impl GatewayError {
     pub fn public_message(&self) -> String {
         match self {
             GatewayError::Internal(_) => {
-                "Internal error in the gateway; the request id identifies it in the gateway's logs".to_string()
+                "Internal error in the gateway; the request id identifies it in the gateway's logs"
+                    .to_string()
             }
             GatewayError::UpstreamStatus(f) if f.status >= 500 => {
                 format!("Upstream returned {}: {}", f.status, f.message)
@@ -245,7 +266,13 @@ mod tests {
     fn statuses_follow_the_table() {
         let cases: Vec<(GatewayError, u16)> = vec![
             (GatewayError::MalformedJson("x".into()), 400),
-            (GatewayError::ModelNotFound { requested: Some("m".into()), available: vec![] }, 400),
+            (
+                GatewayError::ModelNotFound {
+                    requested: Some("m".into()),
+                    available: vec![],
+                },
+                400,
+            ),
             (GatewayError::Unauthorized("bad".into()), 401),
             (GatewayError::PayloadTooLarge { limit: 1 }, 413),
             (
@@ -270,8 +297,20 @@ mod tests {
                 })),
                 502,
             ),
-            (GatewayError::UpstreamTimeout { deployment: "d".into(), after: Duration::from_secs(1) }, 504),
-            (GatewayError::UpstreamUnreachable { deployment: "d".into(), cause: "refused".into() }, 502),
+            (
+                GatewayError::UpstreamTimeout {
+                    deployment: "d".into(),
+                    after: Duration::from_secs(1),
+                },
+                504,
+            ),
+            (
+                GatewayError::UpstreamUnreachable {
+                    deployment: "d".into(),
+                    cause: "refused".into(),
+                },
+                502,
+            ),
             (GatewayError::Internal("boom".into()), 500),
         ];
         for (e, s) in cases {
@@ -281,13 +320,18 @@ mod tests {
 
     #[test]
     fn error_stays_small() {
-        assert!(std::mem::size_of::<GatewayError>() <= 96, "{}", std::mem::size_of::<GatewayError>());
+        assert!(
+            std::mem::size_of::<GatewayError>() <= 96,
+            "{}",
+            std::mem::size_of::<GatewayError>()
+        );
     }
 
     #[test]
     fn body_is_openai_shaped_and_hides_internal_details() {
         let v: serde_json::Value =
-            serde_json::from_slice(&GatewayError::Internal("secret detail".into()).body_bytes()).unwrap();
+            serde_json::from_slice(&GatewayError::Internal("secret detail".into()).body_bytes())
+                .unwrap();
         let err = v.get("error").unwrap();
         for k in ["message", "type", "param", "code"] {
             assert!(err.get(k).is_some(), "missing {k}");
@@ -297,7 +341,10 @@ mod tests {
 
     #[test]
     fn model_not_found_lists_available() {
-        let e = GatewayError::ModelNotFound { requested: Some("gpt-5".into()), available: vec!["a".into(), "b".into()] };
+        let e = GatewayError::ModelNotFound {
+            requested: Some("gpt-5".into()),
+            available: vec!["a".into(), "b".into()],
+        };
         let m = e.public_message();
         assert!(m.contains("model=gpt-5") && m.contains("a, b"), "{m}");
         assert_eq!(e.param(), Some("model"));
@@ -305,7 +352,10 @@ mod tests {
 
     #[test]
     fn rate_limit_retry_after_rounds_up() {
-        let e = GatewayError::RateLimited { message: "x".into(), retry_after: Some(Duration::from_millis(1200)) };
+        let e = GatewayError::RateLimited {
+            message: "x".into(),
+            retry_after: Some(Duration::from_millis(1200)),
+        };
         assert_eq!(e.retry_after().as_deref(), Some("2"));
     }
 }

@@ -12,7 +12,9 @@ pub fn new_request_id() -> String {
     let mut random = [0u8; 10];
     random[..8].copy_from_slice(&fastrand::u64(..).to_le_bytes());
     random[8..].copy_from_slice(&fastrand::u16(..).to_le_bytes());
-    uuid::Builder::from_unix_timestamp_millis(ms, &random).into_uuid().to_string()
+    uuid::Builder::from_unix_timestamp_millis(ms, &random)
+        .into_uuid()
+        .to_string()
 }
 
 /// Accept a client-supplied `x-request-id` only if it is short and made of safe characters, so it can be

@@ -80,16 +80,29 @@ mod tests {
         .unwrap();
         assert_eq!(
             u,
-            Usage { prompt_tokens: 10, completion_tokens: 5, total_tokens: 15, cached_tokens: 4, reasoning_tokens: 2 }
+            Usage {
+                prompt_tokens: 10,
+                completion_tokens: 5,
+                total_tokens: 15,
+                cached_tokens: 4,
+                reasoning_tokens: 2
+            }
         );
     }
 
     #[test]
     fn parses_embedding_and_responses_usage() {
         let u = Usage::from_json(r#"{"prompt_tokens":3,"total_tokens":3}"#).unwrap();
-        assert_eq!((u.prompt_tokens, u.completion_tokens, u.total_tokens), (3, 0, 3));
-        let r = Usage::from_json(r#"{"input_tokens":7,"output_tokens":2,"total_tokens":9}"#).unwrap();
-        assert_eq!((r.prompt_tokens, r.completion_tokens, r.total_tokens), (7, 2, 9));
+        assert_eq!(
+            (u.prompt_tokens, u.completion_tokens, u.total_tokens),
+            (3, 0, 3)
+        );
+        let r =
+            Usage::from_json(r#"{"input_tokens":7,"output_tokens":2,"total_tokens":9}"#).unwrap();
+        assert_eq!(
+            (r.prompt_tokens, r.completion_tokens, r.total_tokens),
+            (7, 2, 9)
+        );
     }
 
     #[test]

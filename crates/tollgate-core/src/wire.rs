@@ -94,7 +94,11 @@ impl<'a> JsonObject<'a> {
 
     /// The raw value of a top-level field (the last one if the key repeats, as JSON parsers do).
     pub fn get(&self, key: &str) -> Option<&'a RawValue> {
-        self.fields.iter().rev().find(|(k, _)| k == key).map(|(_, v)| *v)
+        self.fields
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| *v)
     }
 
     pub fn contains(&self, key: &str) -> bool {
@@ -158,10 +162,16 @@ pub struct Edit {
 
 impl Edit {
     pub fn replace(range: Range<usize>, with: impl Into<Vec<u8>>) -> Self {
-        Edit { range, with: with.into() }
+        Edit {
+            range,
+            with: with.into(),
+        }
     }
     pub fn insert(at: usize, with: impl Into<Vec<u8>>) -> Self {
-        Edit { range: at..at, with: with.into() }
+        Edit {
+            range: at..at,
+            with: with.into(),
+        }
     }
 }
 
@@ -213,12 +223,16 @@ mod tests {
         assert_eq!(o.get_bool("stream").unwrap(), Some(true));
         let span = o.span(o.get("model").unwrap());
         assert_eq!(&body[span], br#""gpt-4o""#);
-        assert_eq!(o.keys().collect::<Vec<_>>(), vec!["model", "messages", "stream"]);
+        assert_eq!(
+            o.keys().collect::<Vec<_>>(),
+            vec!["model", "messages", "stream"]
+        );
     }
 
     #[test]
     fn replace_model_keeps_everything_else_byte_for_byte() {
-        let body = br#"{"messages":[ {"role":"user","content":"x"} ],"model":"alias","temperature":0.50}"#;
+        let body =
+            br#"{"messages":[ {"role":"user","content":"x"} ],"model":"alias","temperature":0.50}"#;
         let o = JsonObject::parse(body).unwrap();
         let out = replace_model(&o, "real/\"model\"");
         assert_eq!(
@@ -235,10 +249,22 @@ mod tests {
 
     #[test]
     fn wrong_shapes_are_errors() {
-        assert!(matches!(JsonObject::parse(b"[1,2]"), Err(ScanError::NotObject)));
-        assert!(matches!(JsonObject::parse(b"{\"a\":"), Err(ScanError::Json(_))));
-        assert!(matches!(JsonObject::parse(b"{} x"), Err(ScanError::Json(_))));
-        assert!(matches!(JsonObject::parse(&[0xff, 0xfe]), Err(ScanError::Utf8)));
+        assert!(matches!(
+            JsonObject::parse(b"[1,2]"),
+            Err(ScanError::NotObject)
+        ));
+        assert!(matches!(
+            JsonObject::parse(b"{\"a\":"),
+            Err(ScanError::Json(_))
+        ));
+        assert!(matches!(
+            JsonObject::parse(b"{} x"),
+            Err(ScanError::Json(_))
+        ));
+        assert!(matches!(
+            JsonObject::parse(&[0xff, 0xfe]),
+            Err(ScanError::Utf8)
+        ));
         let o = JsonObject::parse(br#"{"model":5}"#).unwrap();
         assert!(o.get_str("model").is_err());
         let o = JsonObject::parse(br#"{"stream":"yes"}"#).unwrap();
@@ -248,7 +274,13 @@ mod tests {
     #[test]
     fn splice_applies_inserts_and_replacements_in_order() {
         let src = b"{\"a\":1,\"b\":2}";
-        let out = splice(src, &mut [Edit::replace(11..12, b"\"x\"".to_vec()), Edit::insert(1, b"\"z\":0,".to_vec())]);
+        let out = splice(
+            src,
+            &mut [
+                Edit::replace(11..12, b"\"x\"".to_vec()),
+                Edit::insert(1, b"\"z\":0,".to_vec()),
+            ],
+        );
         assert_eq!(out, b"{\"z\":0,\"a\":1,\"b\":\"x\"}");
     }
 }

@@ -99,26 +99,42 @@ pub trait Provider: Send + Sync {
 /// Why a deployment's adapter could not be built (reported at start-up with the deployment's name).
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    #[error("deployment `{model_name}`: provider `{provider}` is not supported yet (supported: {supported})")]
-    Unsupported { model_name: String, provider: String, supported: String },
+    #[error(
+        "deployment `{model_name}`: provider `{provider}` is not supported yet (supported: {supported})"
+    )]
+    Unsupported {
+        model_name: String,
+        provider: String,
+        supported: String,
+    },
     #[error("deployment `{model_name}`: {message}")]
     Invalid { model_name: String, message: String },
 }
 
 /// The providers this build speaks, by LiteLLM prefix.
-pub const SUPPORTED: &[&str] = &["openai", "openai_compatible", "hosted_vllm", "custom_openai", "mock"];
+pub const SUPPORTED: &[&str] = &[
+    "openai",
+    "openai_compatible",
+    "hosted_vllm",
+    "custom_openai",
+    "mock",
+];
 
 /// Build the adapter for one deployment.
-pub fn build(deployment: &Deployment, env: &Env, client: &HttpClient) -> Result<Arc<dyn Provider>, BuildError> {
+pub fn build(
+    deployment: &Deployment,
+    env: &Env,
+    client: &HttpClient,
+) -> Result<Arc<dyn Provider>, BuildError> {
     // `mock_response` on any deployment answers locally, as LiteLLM's `mock_response` does.
     if deployment.mock_response.is_some() {
         return Ok(Arc::new(mock::MockProvider::new(deployment)));
     }
     match deployment.provider.as_str() {
         "mock" => Ok(Arc::new(mock::MockProvider::new(deployment))),
-        "openai" | "openai_compatible" | "hosted_vllm" | "custom_openai" => {
-            Ok(Arc::new(openai::OpenAiProvider::new(deployment, env, client.clone())?))
-        }
+        "openai" | "openai_compatible" | "hosted_vllm" | "custom_openai" => Ok(Arc::new(
+            openai::OpenAiProvider::new(deployment, env, client.clone())?,
+        )),
         other => Err(BuildError::Unsupported {
             model_name: deployment.model_name.clone(),
             provider: other.to_string(),

@@ -25,7 +25,9 @@ pub struct MockProvider {
 
 impl MockProvider {
     pub fn new(d: &Deployment) -> Self {
-        MockProvider { reply: d.mock_response.clone() }
+        MockProvider {
+            reply: d.mock_response.clone(),
+        }
     }
 }
 
@@ -45,7 +47,10 @@ impl Provider for MockProvider {
 }
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Rough token estimate (about four characters a token), never zero.
@@ -54,10 +59,11 @@ fn estimate_tokens(chars: usize) -> u64 {
 }
 
 fn respond(configured: Option<&str>, call: &Call) -> Result<Reply, GatewayError> {
-    let obj = JsonObject::parse(&call.body).map_err(|e| GatewayError::MalformedJson(e.to_string()))?;
-    let from_request = obj
-        .get_str("mock_response")
-        .map_err(|_| GatewayError::invalid_param("mock_response", "mock_response must be a string"))?;
+    let obj =
+        JsonObject::parse(&call.body).map_err(|e| GatewayError::MalformedJson(e.to_string()))?;
+    let from_request = obj.get_str("mock_response").map_err(|_| {
+        GatewayError::invalid_param("mock_response", "mock_response must be a string")
+    })?;
     let text = configured
         .map(str::to_string)
         .or_else(|| from_request.map(|c| c.into_owned()))
@@ -83,17 +89,28 @@ fn respond(configured: Option<&str>, call: &Call) -> Result<Reply, GatewayError>
         "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.total_tokens,
     });
-    let to_bytes = |v: Value| serde_json::to_vec(&v).map(Bytes::from).map_err(|e| GatewayError::Internal(e.to_string()));
+    let to_bytes = |v: Value| {
+        serde_json::to_vec(&v)
+            .map(Bytes::from)
+            .map_err(|e| GatewayError::Internal(e.to_string()))
+    };
     match call.endpoint {
         Endpoint::Embeddings => {
-            let inputs = match obj.get("input").map(|r| serde_json::from_str::<Value>(r.get())) {
+            let inputs = match obj
+                .get("input")
+                .map(|r| serde_json::from_str::<Value>(r.get()))
+            {
                 Some(Ok(Value::Array(items))) => items.len().max(1),
                 Some(Ok(_)) => 1,
-                Some(Err(_)) | None => return Err(GatewayError::invalid_param("input", "input is required")),
+                Some(Err(_)) | None => {
+                    return Err(GatewayError::invalid_param("input", "input is required"));
+                }
             };
             let data: Vec<Value> = (0..inputs)
                 .map(|i| {
-                    let v: Vec<f64> = (0..EMBEDDING_DIMS).map(|d| ((i * 31 + d * 7) % 100) as f64 / 100.0).collect();
+                    let v: Vec<f64> = (0..EMBEDDING_DIMS)
+                        .map(|d| ((i * 31 + d * 7) % 100) as f64 / 100.0)
+                        .collect();
                     json!({"object": "embedding", "index": i, "embedding": v})
                 })
                 .collect();
@@ -101,8 +118,15 @@ fn respond(configured: Option<&str>, call: &Call) -> Result<Reply, GatewayError>
                 "object": "list", "data": data, "model": model,
                 "usage": {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.prompt_tokens},
             });
-            let usage = Usage { completion_tokens: 0, total_tokens: usage.prompt_tokens, ..usage };
-            Ok(Reply::Complete { body: to_bytes(body)?, usage: Some(usage) })
+            let usage = Usage {
+                completion_tokens: 0,
+                total_tokens: usage.prompt_tokens,
+                ..usage
+            };
+            Ok(Reply::Complete {
+                body: to_bytes(body)?,
+                usage: Some(usage),
+            })
         }
         Endpoint::Responses => {
             let usage_r = json!({"input_tokens": usage.prompt_tokens, "output_tokens": usage.completion_tokens, "total_tokens": usage.total_tokens});
@@ -117,10 +141,21 @@ fn respond(configured: Option<&str>, call: &Call) -> Result<Reply, GatewayError>
                 let mut events = Vec::new();
                 encode(Some("response.created"), &serde_json::to_vec(&json!({"type": "response.created", "response": {"id": body["id"], "object": "response", "status": "in_progress", "model": model}})).unwrap_or_default(), &mut events);
                 encode(Some("response.output_text.delta"), &serde_json::to_vec(&json!({"type": "response.output_text.delta", "output_index": 0, "content_index": 0, "delta": text})).unwrap_or_default(), &mut events);
-                encode(Some("response.completed"), &serde_json::to_vec(&json!({"type": "response.completed", "response": body})).unwrap_or_default(), &mut events);
-                return Ok(Reply::Stream(single_stream(vec![Bytes::from(events)], usage)));
+                encode(
+                    Some("response.completed"),
+                    &serde_json::to_vec(&json!({"type": "response.completed", "response": body}))
+                        .unwrap_or_default(),
+                    &mut events,
+                );
+                return Ok(Reply::Stream(single_stream(
+                    vec![Bytes::from(events)],
+                    usage,
+                )));
             }
-            Ok(Reply::Complete { body: to_bytes(body)?, usage: Some(usage) })
+            Ok(Reply::Complete {
+                body: to_bytes(body)?,
+                usage: Some(usage),
+            })
         }
         Endpoint::ChatCompletions | Endpoint::Completions => {
             let chat = call.endpoint == Endpoint::ChatCompletions;
@@ -134,9 +169,16 @@ fn respond(configured: Option<&str>, call: &Call) -> Result<Reply, GatewayError>
                     "id": id, "object": if chat { "chat.completion" } else { "text_completion" },
                     "created": created, "model": model, "choices": [choice], "usage": usage_json,
                 });
-                return Ok(Reply::Complete { body: to_bytes(body)?, usage: Some(usage) });
+                return Ok(Reply::Complete {
+                    body: to_bytes(body)?,
+                    usage: Some(usage),
+                });
             }
-            let object = if chat { "chat.completion.chunk" } else { "text_completion" };
+            let object = if chat {
+                "chat.completion.chunk"
+            } else {
+                "text_completion"
+            };
             let mut chunks = Vec::new();
             let words: Vec<&str> = text.split_inclusive(' ').collect();
             let push = |choice: Value, usage: Option<&Value>, chunks: &mut Vec<Bytes>| {
@@ -150,7 +192,11 @@ fn respond(configured: Option<&str>, call: &Call) -> Result<Reply, GatewayError>
                 chunks.push(Bytes::from(out));
             };
             if chat {
-                push(json!({"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}), None, &mut chunks);
+                push(
+                    json!({"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}),
+                    None,
+                    &mut chunks,
+                );
             }
             for (i, w) in words.iter().enumerate() {
                 let last = i + 1 == words.len();
@@ -207,8 +253,18 @@ mod tests {
 
     #[test]
     fn chat_reply_uses_request_mock_response() {
-        let r = respond(None, &call(Endpoint::ChatCompletions, r#"{"model":"m","messages":[],"mock_response":"hi there"}"#, false)).unwrap();
-        let Reply::Complete { body, usage } = r else { panic!("expected complete") };
+        let r = respond(
+            None,
+            &call(
+                Endpoint::ChatCompletions,
+                r#"{"model":"m","messages":[],"mock_response":"hi there"}"#,
+                false,
+            ),
+        )
+        .unwrap();
+        let Reply::Complete { body, usage } = r else {
+            panic!("expected complete")
+        };
         let v: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["choices"][0]["message"]["content"], "hi there");
         assert_eq!(v["model"], "my-mock");
@@ -217,7 +273,11 @@ mod tests {
 
     #[tokio::test]
     async fn stream_has_chunks_and_done() {
-        let Reply::Stream(s) = respond(Some("a b c"), &call(Endpoint::ChatCompletions, r#"{"messages":[]}"#, true)).unwrap() else {
+        let Reply::Stream(s) = respond(
+            Some("a b c"),
+            &call(Endpoint::ChatCompletions, r#"{"messages":[]}"#, true),
+        )
+        .unwrap() else {
             panic!("expected stream")
         };
         let parts: Vec<Bytes> = s.body.collect().await;
@@ -229,7 +289,12 @@ mod tests {
         assert_eq!(evs.last().unwrap().data, "[DONE]");
         let text: String = evs[..evs.len() - 1]
             .iter()
-            .map(|e| serde_json::from_str::<Value>(&e.data).unwrap()["choices"][0]["delta"]["content"].as_str().unwrap_or("").to_string())
+            .map(|e| {
+                serde_json::from_str::<Value>(&e.data).unwrap()["choices"][0]["delta"]["content"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string()
+            })
             .collect();
         assert_eq!(text, "a b c");
         assert!(s.outcome.completed());
@@ -237,7 +302,11 @@ mod tests {
 
     #[test]
     fn embeddings_one_per_input() {
-        let Reply::Complete { body, .. } = respond(None, &call(Endpoint::Embeddings, r#"{"input":["a","b"]}"#, false)).unwrap() else {
+        let Reply::Complete { body, .. } = respond(
+            None,
+            &call(Endpoint::Embeddings, r#"{"input":["a","b"]}"#, false),
+        )
+        .unwrap() else {
             panic!()
         };
         let v: Value = serde_json::from_slice(&body).unwrap();

@@ -38,7 +38,10 @@ struct Inner {
 
 impl OpenAiProvider {
     pub fn new(d: &Deployment, env: &Env, client: HttpClient) -> Result<Self, BuildError> {
-        let invalid = |message: String| BuildError::Invalid { model_name: d.model_name.clone(), message };
+        let invalid = |message: String| BuildError::Invalid {
+            model_name: d.model_name.clone(),
+            message,
+        };
         let name: &'static str = match d.provider.as_str() {
             "openai" => "openai",
             "hosted_vllm" => "hosted_vllm",
@@ -51,14 +54,21 @@ impl OpenAiProvider {
                 .get("OPENAI_API_BASE")
                 .or_else(|| env.get("OPENAI_BASE_URL"))
                 .unwrap_or_else(|| "https://api.openai.com/v1".to_string()),
-            (None, "hosted_vllm") => env
-                .get("HOSTED_VLLM_API_BASE")
-                .ok_or_else(|| invalid("hosted_vllm needs `api_base` (or HOSTED_VLLM_API_BASE)".into()))?,
-            (None, _) => return Err(invalid(format!("provider `{}` needs `api_base`", d.provider))),
+            (None, "hosted_vllm") => env.get("HOSTED_VLLM_API_BASE").ok_or_else(|| {
+                invalid("hosted_vllm needs `api_base` (or HOSTED_VLLM_API_BASE)".into())
+            })?,
+            (None, _) => {
+                return Err(invalid(format!(
+                    "provider `{}` needs `api_base`",
+                    d.provider
+                )));
+            }
         };
         let base = base.trim_end_matches('/').to_string();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(invalid(format!("api_base `{base}` must start with http:// or https://")));
+            return Err(invalid(format!(
+                "api_base `{base}` must start with http:// or https://"
+            )));
         }
         let key = match &d.api_key {
             Some(k) => Some(k.expose().to_string()),
@@ -68,27 +78,42 @@ impl OpenAiProvider {
         };
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        headers.insert(USER_AGENT, HeaderValue::from_static(concat!("tollgate/", env!("CARGO_PKG_VERSION"))));
+        headers.insert(
+            USER_AGENT,
+            HeaderValue::from_static(concat!("tollgate/", env!("CARGO_PKG_VERSION"))),
+        );
         if let Some(key) = key.filter(|k| !k.is_empty()) {
-            let mut v = HeaderValue::from_str(&format!("Bearer {key}"))
-                .map_err(|_| invalid("api_key contains characters not allowed in a header".into()))?;
+            let mut v = HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| {
+                invalid("api_key contains characters not allowed in a header".into())
+            })?;
             v.set_sensitive(true);
             headers.insert(AUTHORIZATION, v);
         }
         if let Some(org) = &d.organization {
-            let v = HeaderValue::from_str(org).map_err(|_| invalid("organization is not a valid header value".into()))?;
+            let v = HeaderValue::from_str(org)
+                .map_err(|_| invalid("organization is not a valid header value".into()))?;
             headers.insert(HeaderName::from_static("openai-organization"), v);
         }
         for (k, v) in &d.extra_headers {
             let name = HeaderName::from_bytes(k.as_bytes())
                 .map_err(|_| invalid(format!("extra_headers: `{k}` is not a valid header name")))?;
-            let value = HeaderValue::from_str(v)
-                .map_err(|_| invalid(format!("extra_headers: value of `{k}` is not a valid header value")))?;
+            let value = HeaderValue::from_str(v).map_err(|_| {
+                invalid(format!(
+                    "extra_headers: value of `{k}` is not a valid header value"
+                ))
+            })?;
             headers.insert(name, value);
         }
         let public_base = public_url(&base);
         Ok(OpenAiProvider {
-            inner: Arc::new(Inner { name, deployment: d.model_name.clone(), base, public_base, headers, client }),
+            inner: Arc::new(Inner {
+                name,
+                deployment: d.model_name.clone(),
+                base,
+                public_base,
+                headers,
+                client,
+            }),
         })
     }
 }
@@ -126,10 +151,14 @@ pub fn public_url(url: &str) -> String {
 
 /// Rewrite the client's body for the upstream: the model name, and (for streams) ask for usage.
 pub fn rewrite_request(call: &Call) -> Result<Vec<u8>, GatewayError> {
-    let obj = JsonObject::parse(&call.body).map_err(|e| GatewayError::MalformedJson(e.to_string()))?;
+    let obj =
+        JsonObject::parse(&call.body).map_err(|e| GatewayError::MalformedJson(e.to_string()))?;
     let mut edits = Vec::with_capacity(2);
     match obj.get("model") {
-        Some(raw) => edits.push(Edit::replace(obj.span(raw), json_string(&call.upstream_model))),
+        Some(raw) => edits.push(Edit::replace(
+            obj.span(raw),
+            json_string(&call.upstream_model),
+        )),
         None => {
             let mut field = b"\"model\":".to_vec();
             field.extend_from_slice(&json_string(&call.upstream_model));
@@ -139,20 +168,35 @@ pub fn rewrite_request(call: &Call) -> Result<Vec<u8>, GatewayError> {
             edits.push(Edit::insert(obj.open_brace_end(), field));
         }
     }
-    let wants_usage_injection =
-        call.stream && matches!(call.endpoint, Endpoint::ChatCompletions | Endpoint::Completions);
+    let wants_usage_injection = call.stream
+        && matches!(
+            call.endpoint,
+            Endpoint::ChatCompletions | Endpoint::Completions
+        );
     if wants_usage_injection && !call.client_wants_usage {
         match obj.get("stream_options") {
-            None => edits.push(Edit::insert(obj.open_brace_end(), b"\"stream_options\":{\"include_usage\":true},".to_vec())),
+            None => edits.push(Edit::insert(
+                obj.open_brace_end(),
+                b"\"stream_options\":{\"include_usage\":true},".to_vec(),
+            )),
             // An explicit `null` is replaced in place; inserting a second key would send a duplicate key.
             Some(raw) if raw.get() == "null" => {
-                edits.push(Edit::replace(obj.span(raw), b"{\"include_usage\":true}".to_vec()));
+                edits.push(Edit::replace(
+                    obj.span(raw),
+                    b"{\"include_usage\":true}".to_vec(),
+                ));
             }
             Some(raw) => {
-                let mut opts: serde_json::Map<String, serde_json::Value> = serde_json::from_str(raw.get())
-                    .map_err(|_| GatewayError::invalid_param("stream_options", "stream_options must be an object"))?;
+                let mut opts: serde_json::Map<String, serde_json::Value> =
+                    serde_json::from_str(raw.get()).map_err(|_| {
+                        GatewayError::invalid_param(
+                            "stream_options",
+                            "stream_options must be an object",
+                        )
+                    })?;
                 opts.insert("include_usage".into(), serde_json::Value::Bool(true));
-                let bytes = serde_json::to_vec(&opts).map_err(|e| GatewayError::Internal(e.to_string()))?;
+                let bytes =
+                    serde_json::to_vec(&opts).map_err(|e| GatewayError::Internal(e.to_string()))?;
                 edits.push(Edit::replace(obj.span(raw), bytes));
             }
         }
@@ -161,7 +205,10 @@ pub fn rewrite_request(call: &Call) -> Result<Vec<u8>, GatewayError> {
 }
 
 /// Map a hyper client error to the gateway's error.
-pub(crate) fn transport_error(deployment: &str, e: &hyper_util::client::legacy::Error) -> GatewayError {
+pub(crate) fn transport_error(
+    deployment: &str,
+    e: &hyper_util::client::legacy::Error,
+) -> GatewayError {
     let mut cause = e.to_string();
     let mut src: Option<&dyn std::error::Error> = std::error::Error::source(e);
     while let Some(s) = src {
@@ -169,7 +216,10 @@ pub(crate) fn transport_error(deployment: &str, e: &hyper_util::client::legacy::
         cause.push_str(&s.to_string());
         src = s.source();
     }
-    GatewayError::UpstreamUnreachable { deployment: deployment.to_string(), cause }
+    GatewayError::UpstreamUnreachable {
+        deployment: deployment.to_string(),
+        cause,
+    }
 }
 
 /// Turn an upstream error response into the gateway error, keeping the upstream's message, type and code.
@@ -201,7 +251,9 @@ pub fn upstream_error(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> G
     match serde_json::from_slice::<Envelope>(body) {
         Ok(Envelope { error }) => GatewayError::UpstreamStatus(Box::new(UpstreamFailure {
             status: status.as_u16(),
-            message: error.message.unwrap_or_else(|| format!("upstream returned {status}")),
+            message: error
+                .message
+                .unwrap_or_else(|| format!("upstream returned {status}")),
             error_type: error.kind,
             param: as_text(error.param),
             code: as_text(error.code),
@@ -236,10 +288,14 @@ impl Inner {
             .map_err(|e| GatewayError::Internal(format!("building upstream request: {e}")))?;
         *req.headers_mut() = self.headers.clone();
         if let Ok(v) = HeaderValue::from_str(&call.request_id) {
-            req.headers_mut().insert(HeaderName::from_static("x-request-id"), v);
+            req.headers_mut()
+                .insert(HeaderName::from_static("x-request-id"), v);
         }
         let timeout = call.timeout;
-        let timed_out = || GatewayError::UpstreamTimeout { deployment: self.deployment.clone(), after: timeout };
+        let timed_out = || GatewayError::UpstreamTimeout {
+            deployment: self.deployment.clone(),
+            after: timeout,
+        };
         let deadline = tokio::time::Instant::now() + timeout;
         let resp = tokio::time::timeout_at(deadline, self.client.request(req))
             .await
@@ -259,13 +315,21 @@ impl Inner {
             return Err(upstream_error(status, &parts.headers, &bytes));
         }
         if call.stream && is_sse {
-            return Ok(Reply::Stream(transform_stream(resp.into_body(), call, self.deployment.clone())));
+            return Ok(Reply::Stream(transform_stream(
+                resp.into_body(),
+                call,
+                self.deployment.clone(),
+            )));
         }
         let bytes = tokio::time::timeout_at(deadline, collect(resp.into_body(), &self.deployment))
             .await
             .map_err(|_| timed_out())??;
-        let (body, usage) = rewrite_response(&bytes, &call.requested_model)
-            .map_err(|cause| GatewayError::UpstreamInvalid { deployment: self.deployment.clone(), cause })?;
+        let (body, usage) = rewrite_response(&bytes, &call.requested_model).map_err(|cause| {
+            GatewayError::UpstreamInvalid {
+                deployment: self.deployment.clone(),
+                cause,
+            }
+        })?;
         Ok(Reply::Complete { body, usage })
     }
 }
@@ -282,12 +346,19 @@ async fn collect(body: Incoming, deployment: &str) -> Result<Bytes, GatewayError
 }
 
 /// Set `model` to what the client asked for and pick out `usage`, leaving the rest byte for byte.
-pub fn rewrite_response(bytes: &[u8], requested_model: &str) -> Result<(Bytes, Option<Usage>), String> {
-    let obj = JsonObject::parse(bytes).map_err(|e| format!("response is not a JSON object: {e}"))?;
+pub fn rewrite_response(
+    bytes: &[u8],
+    requested_model: &str,
+) -> Result<(Bytes, Option<Usage>), String> {
+    let obj =
+        JsonObject::parse(bytes).map_err(|e| format!("response is not a JSON object: {e}"))?;
     let usage = obj.get("usage").and_then(|u| Usage::from_json(u.get()));
     let body = match obj.get("model") {
         Some(raw) if obj.get_str("model").ok().flatten().as_deref() != Some(requested_model) => {
-            Bytes::from(splice(bytes, &mut [Edit::replace(obj.span(raw), json_string(requested_model))]))
+            Bytes::from(splice(
+                bytes,
+                &mut [Edit::replace(obj.span(raw), json_string(requested_model))],
+            ))
         }
         _ => Bytes::copy_from_slice(bytes),
     };
@@ -324,17 +395,25 @@ impl EventRewriter {
                     outcome.set_usage(u);
                 }
                 if let Some(m) = inner.get("model")
-                    && inner.get_str("model").ok().flatten().as_deref() != Some(self.requested_model.as_str())
+                    && inner.get_str("model").ok().flatten().as_deref()
+                        != Some(self.requested_model.as_str())
                 {
                     let base = obj.span(resp).start;
                     let span = inner.span(m);
-                    edits.push(Edit::replace(base + span.start..base + span.end, json_string(&self.requested_model)));
+                    edits.push(Edit::replace(
+                        base + span.start..base + span.end,
+                        json_string(&self.requested_model),
+                    ));
                 }
             }
             if edits.is_empty() {
                 encode(ev.event.as_deref(), data.as_bytes(), out);
             } else {
-                encode(ev.event.as_deref(), &splice(data.as_bytes(), &mut edits), out);
+                encode(
+                    ev.event.as_deref(),
+                    &splice(data.as_bytes(), &mut edits),
+                    out,
+                );
             }
             return;
         }
@@ -344,9 +423,12 @@ impl EventRewriter {
                 outcome.set_usage(usage);
             }
             if self.strip_usage {
-                let choices_empty = obj
-                    .get("choices")
-                    .is_none_or(|c| c.get().trim_start_matches('[').trim_start().starts_with(']'));
+                let choices_empty = obj.get("choices").is_none_or(|c| {
+                    c.get()
+                        .trim_start_matches('[')
+                        .trim_start()
+                        .starts_with(']')
+                });
                 if choices_empty {
                     return;
                 }
@@ -356,12 +438,19 @@ impl EventRewriter {
         if let Some(raw) = obj.get("model")
             && obj.get_str("model").ok().flatten().as_deref() != Some(self.requested_model.as_str())
         {
-            edits.push(Edit::replace(obj.span(raw), json_string(&self.requested_model)));
+            edits.push(Edit::replace(
+                obj.span(raw),
+                json_string(&self.requested_model),
+            ));
         }
         if edits.is_empty() {
             encode(ev.event.as_deref(), data.as_bytes(), out);
         } else {
-            encode(ev.event.as_deref(), &splice(data.as_bytes(), &mut edits), out);
+            encode(
+                ev.event.as_deref(),
+                &splice(data.as_bytes(), &mut edits),
+                out,
+            );
         }
     }
 }
@@ -406,7 +495,9 @@ fn transform_stream(body: Incoming, call: Call, deployment: String) -> ChunkStre
             let mut out = Vec::new();
             match st.body.frame().await {
                 Some(Ok(frame)) => {
-                    let Ok(data) = frame.into_data() else { continue };
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
                     st.decoder.push(&data, &mut st.events);
                 }
                 Some(Err(e)) => {
@@ -437,7 +528,10 @@ fn transform_stream(body: Incoming, call: Call, deployment: String) -> ChunkStre
             }
         }
     });
-    ChunkStream { body: stream.boxed(), outcome }
+    ChunkStream {
+        body: stream.boxed(),
+        outcome,
+    }
 }
 
 /// Default request timeout when neither the deployment nor the settings give one (LiteLLM's is 600 s).
@@ -462,23 +556,46 @@ mod tests {
 
     #[test]
     fn request_rewrite_changes_only_model() {
-        let out = rewrite_request(&call(r#"{"model":"alias","messages":[],"temperature":0.1}"#, false, false)).unwrap();
-        assert_eq!(out, br#"{"model":"gpt-4o","messages":[],"temperature":0.1}"#);
+        let out = rewrite_request(&call(
+            r#"{"model":"alias","messages":[],"temperature":0.1}"#,
+            false,
+            false,
+        ))
+        .unwrap();
+        assert_eq!(
+            out,
+            br#"{"model":"gpt-4o","messages":[],"temperature":0.1}"#
+        );
     }
 
     #[test]
     fn stream_request_asks_for_usage() {
-        let out = rewrite_request(&call(r#"{"model":"alias","stream":true}"#, true, false)).unwrap();
-        assert_eq!(out, br#"{"stream_options":{"include_usage":true},"model":"gpt-4o","stream":true}"#);
+        let out =
+            rewrite_request(&call(r#"{"model":"alias","stream":true}"#, true, false)).unwrap();
+        assert_eq!(
+            out,
+            br#"{"stream_options":{"include_usage":true},"model":"gpt-4o","stream":true}"#
+        );
         let out = rewrite_request(&call(
             r#"{"model":"alias","stream":true,"stream_options":{"include_usage":false}}"#,
             true,
             false,
         ))
         .unwrap();
-        assert_eq!(out, br#"{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true}}"#);
-        let out = rewrite_request(&call(r#"{"model":"alias","stream":true,"stream_options":null}"#, true, false)).unwrap();
-        assert_eq!(out, br#"{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true}}"#);
+        assert_eq!(
+            out,
+            br#"{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true}}"#
+        );
+        let out = rewrite_request(&call(
+            r#"{"model":"alias","stream":true,"stream_options":null}"#,
+            true,
+            false,
+        ))
+        .unwrap();
+        assert_eq!(
+            out,
+            br#"{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true}}"#
+        );
         let body = r#"{"model":"alias","stream":true,"stream_options":{"include_usage":true}}"#;
         let out = rewrite_request(&call(body, true, true)).unwrap();
         assert_eq!(out, body.replace("alias", "gpt-4o").as_bytes());
@@ -503,12 +620,20 @@ mod tests {
             data: r#"{"id":"c","model":"m","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}"#.into(),
             ..Default::default()
         };
-        let strip = EventRewriter { requested_model: "alias".into(), strip_usage: true, endpoint: Endpoint::ChatCompletions };
+        let strip = EventRewriter {
+            requested_model: "alias".into(),
+            strip_usage: true,
+            endpoint: Endpoint::ChatCompletions,
+        };
         let mut out = vec![];
         strip.rewrite(&usage_ev, &outcome, &mut out);
         assert!(out.is_empty());
         assert_eq!(outcome.usage().unwrap().total_tokens, 3);
-        let keep = EventRewriter { requested_model: "alias".into(), strip_usage: false, endpoint: Endpoint::ChatCompletions };
+        let keep = EventRewriter {
+            requested_model: "alias".into(),
+            strip_usage: false,
+            endpoint: Endpoint::ChatCompletions,
+        };
         keep.rewrite(&usage_ev, &outcome, &mut out);
         assert_eq!(
             String::from_utf8(out).unwrap(),
@@ -518,7 +643,10 @@ mod tests {
 
     #[test]
     fn public_url_drops_credentials_and_query() {
-        assert_eq!(public_url("https://u:p@host:8443/v1?api-key=x"), "https://host:8443/v1");
+        assert_eq!(
+            public_url("https://u:p@host:8443/v1?api-key=x"),
+            "https://host:8443/v1"
+        );
         assert_eq!(public_url("http://127.0.0.1:9/v1"), "http://127.0.0.1:9/v1");
         assert_eq!(public_url("http://host/a@b"), "http://host/a@b");
     }
@@ -531,12 +659,19 @@ mod tests {
             data: r#"{"type":"response.completed","response":{"id":"r","model":"gpt-4o-2024","usage":{"input_tokens":2,"output_tokens":3,"total_tokens":5}}}"#.into(),
             ..Default::default()
         };
-        let rw = EventRewriter { requested_model: "alias".into(), strip_usage: true, endpoint: Endpoint::Responses };
+        let rw = EventRewriter {
+            requested_model: "alias".into(),
+            strip_usage: true,
+            endpoint: Endpoint::Responses,
+        };
         let mut out = vec![];
         rw.rewrite(&ev, &outcome, &mut out);
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("event: response.completed\n"), "{text}");
-        assert!(text.contains(r#""model":"alias""#) && !text.contains("gpt-4o-2024"), "{text}");
+        assert!(
+            text.contains(r#""model":"alias""#) && !text.contains("gpt-4o-2024"),
+            "{text}"
+        );
         assert_eq!(outcome.usage().unwrap().total_tokens, 5);
     }
 
@@ -552,7 +687,11 @@ mod tests {
         assert_eq!(e.status().as_u16(), 429);
         assert_eq!(e.retry_after().as_deref(), Some("7"));
         assert_eq!(e.public_message(), "Rate limit reached");
-        let e = upstream_error(StatusCode::BAD_REQUEST, &HeaderMap::new(), b"plain text failure");
+        let e = upstream_error(
+            StatusCode::BAD_REQUEST,
+            &HeaderMap::new(),
+            b"plain text failure",
+        );
         assert_eq!(e.public_message(), "plain text failure");
     }
 }

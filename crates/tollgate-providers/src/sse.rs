@@ -27,7 +27,9 @@ impl SseDecoder {
         let mut pos = 0;
         loop {
             let rest = &self.buf[pos..];
-            let Some(i) = memchr::memchr2(b'\n', b'\r', rest) else { break };
+            let Some(i) = memchr::memchr2(b'\n', b'\r', rest) else {
+                break;
+            };
             let term_len = if rest[i] == b'\r' {
                 match rest.get(i + 1) {
                     Some(b'\n') => 2,
@@ -126,10 +128,18 @@ mod tests {
 
     #[test]
     fn decodes_across_arbitrary_splits() {
-        let wire = b"data: {\"a\":1}\n\nevent: ping\ndata: x\ndata: y\n\n: comment\n\ndata: [DONE]\n\n";
+        let wire =
+            b"data: {\"a\":1}\n\nevent: ping\ndata: x\ndata: y\n\n: comment\n\ndata: [DONE]\n\n";
         let whole = decode_all(&[wire]);
         assert_eq!(whole.len(), 3);
-        assert_eq!(whole[1], SseEvent { event: Some("ping".into()), data: "x\ny".into(), id: None });
+        assert_eq!(
+            whole[1],
+            SseEvent {
+                event: Some("ping".into()),
+                data: "x\ny".into(),
+                id: None
+            }
+        );
         for split in 0..wire.len() {
             let (a, b) = wire.split_at(split);
             assert_eq!(decode_all(&[a, b]), whole, "split at {split}");
@@ -139,14 +149,20 @@ mod tests {
     #[test]
     fn handles_crlf_and_cr() {
         let ev = decode_all(&[b"data: a\r", b"\n\r\ndata: b\r\rdata:c"]);
-        assert_eq!(ev.iter().map(|e| e.data.as_str()).collect::<Vec<_>>(), vec!["a", "b", "c"]);
+        assert_eq!(
+            ev.iter().map(|e| e.data.as_str()).collect::<Vec<_>>(),
+            vec!["a", "b", "c"]
+        );
     }
 
     #[test]
     fn encode_round_trips() {
         let mut out = vec![];
         encode(Some("response.completed"), b"{\"x\":1}\nsecond", &mut out);
-        assert_eq!(out, b"event: response.completed\ndata: {\"x\":1}\ndata: second\n\n");
+        assert_eq!(
+            out,
+            b"event: response.completed\ndata: {\"x\":1}\ndata: second\n\n"
+        );
         let ev = decode_all(&[&out]);
         assert_eq!(ev[0].data, "{\"x\":1}\nsecond");
     }

@@ -25,7 +25,10 @@ struct Wildcard {
 impl Wildcard {
     fn parse(pattern: &str) -> Option<Wildcard> {
         let (prefix, suffix) = pattern.split_once('*')?;
-        Some(Wildcard { prefix: prefix.to_string(), suffix: suffix.to_string() })
+        Some(Wildcard {
+            prefix: prefix.to_string(),
+            suffix: suffix.to_string(),
+        })
     }
 
     /// The part of `name` the `*` stands for, if it matches.
@@ -33,7 +36,8 @@ impl Wildcard {
         if name.len() < self.prefix.len() + self.suffix.len() {
             return None;
         }
-        name.strip_prefix(self.prefix.as_str())?.strip_suffix(self.suffix.as_str())
+        name.strip_prefix(self.prefix.as_str())?
+            .strip_suffix(self.suffix.as_str())
     }
 
     fn specificity(&self) -> usize {
@@ -64,7 +68,11 @@ pub struct Router<T> {
 impl<T> Router<T> {
     /// Build the table. `aliases` maps a public name to a model group (`router_settings.model_group_alias`);
     /// aliases in `hidden` route but are not listed by [`Router::model_names`].
-    pub fn new(entries: Vec<Entry<T>>, aliases: BTreeMap<String, String>, hidden: BTreeSet<String>) -> Self {
+    pub fn new(
+        entries: Vec<Entry<T>>,
+        aliases: BTreeMap<String, String>,
+        hidden: BTreeSet<String>,
+    ) -> Self {
         let mut exact: HashMap<String, Vec<usize>> = HashMap::new();
         let mut wildcards: Vec<(Wildcard, String, Vec<usize>)> = Vec::new();
         for (i, e) in entries.iter().enumerate() {
@@ -79,7 +87,13 @@ impl<T> Router<T> {
         }
         // Most specific pattern first; config order among equals (stable sort).
         wildcards.sort_by_key(|(w, _, _)| std::cmp::Reverse(w.specificity()));
-        Router { entries, exact, wildcards, aliases, hidden }
+        Router {
+            entries,
+            exact,
+            wildcards,
+            aliases,
+            hidden,
+        }
     }
 
     pub fn entries(&self) -> &[Entry<T>] {
@@ -92,7 +106,12 @@ impl<T> Router<T> {
             .exact
             .keys()
             .cloned()
-            .chain(self.aliases.keys().filter(|a| !self.hidden.contains(*a)).cloned())
+            .chain(
+                self.aliases
+                    .keys()
+                    .filter(|a| !self.hidden.contains(*a))
+                    .cloned(),
+            )
             .chain(self.wildcards.iter().map(|(_, n, _)| n.clone()))
             .collect();
         names.sort();
@@ -106,14 +125,18 @@ impl<T> Router<T> {
     }
 
     /// The deployments a model name may go to, with the group and the wildcard capture.
-    pub fn candidates<'a>(&'a self, model: &'a str) -> Option<(&'a str, Option<&'a str>, &'a [usize])> {
+    pub fn candidates<'a>(
+        &'a self,
+        model: &'a str,
+    ) -> Option<(&'a str, Option<&'a str>, &'a [usize])> {
         let target = self.aliases.get(model).map(String::as_str).unwrap_or(model);
         if let Some((name, idx)) = self.exact.get_key_value(target) {
             return Some((name.as_str(), None, idx.as_slice()));
         }
-        self.wildcards
-            .iter()
-            .find_map(|(w, name, idx)| w.capture(target).map(|c| (name.as_str(), Some(c), idx.as_slice())))
+        self.wildcards.iter().find_map(|(w, name, idx)| {
+            w.capture(target)
+                .map(|c| (name.as_str(), Some(c), idx.as_slice()))
+        })
     }
 
     /// Pick one deployment for `model` (simple shuffle, weighted by `weight`, else `rpm`, else `tpm`).
@@ -121,14 +144,20 @@ impl<T> Router<T> {
         let (group, capture, idx) = self.candidates(model)?;
         let i = pick_weighted(idx, |i| weight_of(&self.entries[i].deployment))?;
         let entry = &self.entries[i];
-        Some(Route { entry, group, upstream_model: upstream_model(&entry.deployment.model, capture) })
+        Some(Route {
+            entry,
+            group,
+            upstream_model: upstream_model(&entry.deployment.model, capture),
+        })
     }
 }
 
 /// The deployment's model with `*` replaced by the wildcard capture (or the capture itself for a bare `*`).
 fn upstream_model<'a>(deployment_model: &'a str, capture: Option<&'a str>) -> Cow<'a, str> {
     match capture {
-        Some(c) if deployment_model.contains('*') => Cow::Owned(deployment_model.replacen('*', c, 1)),
+        Some(c) if deployment_model.contains('*') => {
+            Cow::Owned(deployment_model.replacen('*', c, 1))
+        }
         _ => Cow::Borrowed(deployment_model),
     }
 }

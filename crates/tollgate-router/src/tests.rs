@@ -8,9 +8,27 @@ use tollgate_config::{Env, Overrides, load_str};
 use super::*;
 
 fn router(yaml: &str) -> Router<()> {
-    let cfg = load_str(yaml, Path::new("test.yaml"), &Env::from_map([]), &Overrides::default()).unwrap();
-    let entries = cfg.deployments.iter().cloned().map(|d| Entry { deployment: d, target: () }).collect();
-    Router::new(entries, cfg.model_group_alias.clone(), cfg.hidden_model_group_aliases.clone())
+    let cfg = load_str(
+        yaml,
+        Path::new("test.yaml"),
+        &Env::from_map([]),
+        &Overrides::default(),
+    )
+    .unwrap();
+    let entries = cfg
+        .deployments
+        .iter()
+        .cloned()
+        .map(|d| Entry {
+            deployment: d,
+            target: (),
+        })
+        .collect();
+    Router::new(
+        entries,
+        cfg.model_group_alias.clone(),
+        cfg.hidden_model_group_aliases.clone(),
+    )
 }
 
 const CFG: &str = r#"
@@ -31,11 +49,17 @@ router_settings:
 fn exact_alias_and_wildcards_resolve() {
     let r = router(CFG);
     let exact = r.route("gpt-4o").unwrap();
-    assert_eq!((exact.group, exact.upstream_model.as_ref()), ("gpt-4o", "gpt-4o-2024-08-06"));
+    assert_eq!(
+        (exact.group, exact.upstream_model.as_ref()),
+        ("gpt-4o", "gpt-4o-2024-08-06")
+    );
     let alias = r.route("gpt4").unwrap();
     assert_eq!(alias.group, "gpt-4o");
     let w = r.route("openai/gpt-4.1").unwrap();
-    assert_eq!((w.group, w.upstream_model.as_ref()), ("openai/*", "gpt-4.1"));
+    assert_eq!(
+        (w.group, w.upstream_model.as_ref()),
+        ("openai/*", "gpt-4.1")
+    );
     let any = r.route("llama-3").unwrap();
     assert_eq!((any.group, any.upstream_model.as_ref()), ("*", "llama-3"));
     assert_eq!(any.entry.deployment.provider, "hosted_vllm");
@@ -63,7 +87,9 @@ fn weights_shape_the_distribution() {
     let n = 20_000;
     for _ in 0..n {
         let route = r.route("gpt-4o").unwrap();
-        *counts.entry(route.entry.deployment.api_base.clone().unwrap()).or_default() += 1;
+        *counts
+            .entry(route.entry.deployment.api_base.clone().unwrap())
+            .or_default() += 1;
     }
     let a = counts["http://a/v1"] as f64 / n as f64;
     // Expected 0.75; 20k draws give a standard deviation of about 0.003, so 0.03 is a ten-sigma bound.

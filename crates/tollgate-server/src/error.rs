@@ -26,7 +26,10 @@ pub fn error_response(err: GatewayError) -> Response {
     let mut resp = (err.status(), err.body_bytes()).into_response();
     let h = resp.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    if let Some(ra) = err.retry_after().and_then(|v| HeaderValue::from_str(&v).ok()) {
+    if let Some(ra) = err
+        .retry_after()
+        .and_then(|v| HeaderValue::from_str(&v).ok())
+    {
         h.insert(RETRY_AFTER, ra);
     }
     if matches!(err, GatewayError::Internal(_)) {

@@ -27,17 +27,17 @@ pub struct RequestRecord {
 }
 
 /// Record a finished request. For now: one structured log line (the spend ledger builds on this).
+/// This runs once per request on the hot path: keep the field list short.
 pub fn record(r: &RequestRecord) {
     let u = r.usage.unwrap_or_default();
     tracing::info!(
         target: "tollgate::request",
         request_id = %r.request_id,
         route = r.route,
-        model_group = %r.model_group,
         model = %r.requested_model,
+        model_group = %r.model_group,
         deployment = %r.deployment_id,
         provider = r.provider,
-        upstream_model = %r.upstream_model,
         stream = r.stream,
         status = r.status,
         prompt_tokens = u.prompt_tokens,
@@ -49,7 +49,7 @@ pub fn record(r: &RequestRecord) {
         latency_ms = r.total_latency.as_secs_f64() * 1000.0,
         upstream_ms = r.upstream_latency.as_secs_f64() * 1000.0,
         client_disconnected = r.client_disconnected,
-        error = r.error.as_deref().unwrap_or(""),
+        error = r.error.as_deref(),
         "request completed"
     );
 }

@@ -29,7 +29,11 @@ pub fn build_router(state: AppState) -> Router {
 }
 
 async fn not_found(uri: Uri) -> Response {
-    ApiError(GatewayError::NotFound(format!("Route {} not found", uri.path()))).into_response()
+    ApiError(GatewayError::NotFound(format!(
+        "Route {} not found",
+        uri.path()
+    )))
+    .into_response()
 }
 
 async fn method_not_allowed(method: Method) -> Response {

@@ -23,13 +23,20 @@ pub struct Runtime {
 
 impl Runtime {
     /// Build the routing table and one provider adapter per deployment.
-    pub fn build(config: Arc<Config>, env: &Env, client: &HttpClient) -> Result<Runtime, Vec<BuildError>> {
+    pub fn build(
+        config: Arc<Config>,
+        env: &Env,
+        client: &HttpClient,
+    ) -> Result<Runtime, Vec<BuildError>> {
         let mut entries = Vec::with_capacity(config.deployments.len());
         let mut errors = Vec::new();
         let env = config.layered_env(env);
         for d in &config.deployments {
             match tollgate_providers::build(d, &env, client) {
-                Ok(p) => entries.push(Entry { deployment: d.clone(), target: p }),
+                Ok(p) => entries.push(Entry {
+                    deployment: d.clone(),
+                    target: p,
+                }),
                 Err(e) => errors.push(e),
             }
         }
@@ -37,10 +44,16 @@ impl Runtime {
             return Err(errors);
         }
         Ok(Runtime {
-            router: Router::new(entries, config.model_group_alias.clone(), config.hidden_model_group_aliases.clone()),
+            router: Router::new(
+                entries,
+                config.model_group_alias.clone(),
+                config.hidden_model_group_aliases.clone(),
+            ),
             master_key: config.master_key.clone(),
             body_limit: config.server.max_request_body_bytes,
-            default_timeout: config.request_timeout.unwrap_or(tollgate_providers::openai::DEFAULT_TIMEOUT),
+            default_timeout: config
+                .request_timeout
+                .unwrap_or(tollgate_providers::openai::DEFAULT_TIMEOUT),
             config,
         })
     }
@@ -99,7 +112,10 @@ impl AppState {
         if let Some(max) = self.0.max_requests
             && n == max
         {
-            tracing::info!(requests = n, "max_requests_before_restart reached: draining and exiting");
+            tracing::info!(
+                requests = n,
+                "max_requests_before_restart reached: draining and exiting"
+            );
             self.0.shutdown.cancel();
         }
     }

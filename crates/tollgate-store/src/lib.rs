@@ -11,12 +11,18 @@ use sqlx::{PgPool, SqlitePool};
 /// Why the database could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("database URL scheme `{0}` is not supported (use postgres://, postgresql:// or sqlite:)")]
+    #[error(
+        "database URL scheme `{0}` is not supported (use postgres://, postgresql:// or sqlite:)"
+    )]
     UnsupportedScheme(String),
     #[error("database URL is invalid: {0}")]
     InvalidUrl(String),
     #[error("cannot connect to the {kind} database at {target}: {cause}")]
-    Connect { kind: &'static str, target: String, cause: String },
+    Connect {
+        kind: &'static str,
+        target: String,
+        cause: String,
+    },
     #[error("database query failed: {0}")]
     Query(String),
 }
@@ -24,7 +30,10 @@ pub enum StoreError {
 impl StoreError {
     /// True when the URL itself is wrong (a configuration error), not the server unreachable.
     pub fn is_config_problem(&self) -> bool {
-        matches!(self, StoreError::UnsupportedScheme(_) | StoreError::InvalidUrl(_))
+        matches!(
+            self,
+            StoreError::UnsupportedScheme(_) | StoreError::InvalidUrl(_)
+        )
     }
 }
 
@@ -44,7 +53,10 @@ pub struct PoolOptions {
 
 impl Default for PoolOptions {
     fn default() -> Self {
-        PoolOptions { max_connections: 10, connect_timeout: Duration::from_secs(5) }
+        PoolOptions {
+            max_connections: 10,
+            connect_timeout: Duration::from_secs(5),
+        }
     }
 }
 
@@ -67,13 +79,18 @@ impl Store {
         let target = redact_url(url);
         match scheme {
             "postgres" | "postgresql" => {
-                let connect = PgConnectOptions::from_str(url).map_err(|e| StoreError::InvalidUrl(e.to_string()))?;
+                let connect = PgConnectOptions::from_str(url)
+                    .map_err(|e| StoreError::InvalidUrl(e.to_string()))?;
                 let pool = PgPoolOptions::new()
                     .max_connections(opts.max_connections)
                     .acquire_timeout(opts.connect_timeout)
                     .connect_with(connect)
                     .await
-                    .map_err(|e| StoreError::Connect { kind: "PostgreSQL", target, cause: e.to_string() })?;
+                    .map_err(|e| StoreError::Connect {
+                        kind: "PostgreSQL",
+                        target,
+                        cause: e.to_string(),
+                    })?;
                 let store = Store::Postgres(pool);
                 store.ping().await?;
                 Ok(store)
@@ -87,7 +104,11 @@ impl Store {
                     .acquire_timeout(opts.connect_timeout)
                     .connect_with(connect)
                     .await
-                    .map_err(|e| StoreError::Connect { kind: "SQLite", target, cause: e.to_string() })?;
+                    .map_err(|e| StoreError::Connect {
+                        kind: "SQLite",
+                        target,
+                        cause: e.to_string(),
+                    })?;
                 let store = Store::Sqlite(pool);
                 store.ping().await?;
                 Ok(store)
@@ -126,28 +147,43 @@ mod tests {
 
     #[test]
     fn passwords_are_redacted() {
-        assert_eq!(redact_url("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(
+            redact_url("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
         assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
     }
 
     #[tokio::test]
     async fn sqlite_in_memory_connects() {
-        let s = Store::connect("sqlite::memory:", PoolOptions::default()).await.unwrap();
+        let s = Store::connect("sqlite::memory:", PoolOptions::default())
+            .await
+            .unwrap();
         s.ping().await.unwrap();
         assert_eq!(s.kind(), "sqlite");
     }
 
     #[tokio::test]
     async fn unreachable_postgres_fails_fast_with_a_clear_error() {
-        let opts = PoolOptions { max_connections: 1, connect_timeout: Duration::from_secs(2) };
-        let err = Store::connect("postgres://u:pw@127.0.0.1:1/db", opts).await.unwrap_err();
+        let opts = PoolOptions {
+            max_connections: 1,
+            connect_timeout: Duration::from_secs(2),
+        };
+        let err = Store::connect("postgres://u:pw@127.0.0.1:1/db", opts)
+            .await
+            .unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("PostgreSQL") && msg.contains("127.0.0.1:1") && !msg.contains("pw"), "{msg}");
+        assert!(
+            msg.contains("PostgreSQL") && msg.contains("127.0.0.1:1") && !msg.contains("pw"),
+            "{msg}"
+        );
     }
 
     #[tokio::test]
     async fn unsupported_scheme() {
-        let err = Store::connect("mysql://x", PoolOptions::default()).await.unwrap_err();
+        let err = Store::connect("mysql://x", PoolOptions::default())
+            .await
+            .unwrap_err();
         assert!(matches!(err, StoreError::UnsupportedScheme(_)));
     }
 }

@@ -9,7 +9,12 @@ use tollgate_config::Overrides;
 ///
 /// Precedence of settings: command-line flags > environment variables (TOLLGATE_X, then X) > config file.
 #[derive(Debug, Parser)]
-#[command(name = "tollgate", version, disable_version_flag = true, max_term_width = 110)]
+#[command(
+    name = "tollgate",
+    version,
+    disable_version_flag = true,
+    max_term_width = 110
+)]
 pub struct Cli {
     /// LiteLLM-style config.yaml to load [env: CONFIG_FILE_PATH]
     #[arg(short = 'c', long = "config", value_name = "FILE")]
@@ -28,20 +33,36 @@ pub struct Cli {
     pub num_workers: Option<usize>,
 
     /// TLS private key (PEM); with --ssl_certfile_path serves HTTPS (h2 and http/1.1 by ALPN) [env: SSL_KEYFILE_PATH]
-    #[arg(long = "ssl_keyfile_path", visible_alias = "ssl-keyfile-path", value_name = "FILE")]
+    #[arg(
+        long = "ssl_keyfile_path",
+        visible_alias = "ssl-keyfile-path",
+        value_name = "FILE"
+    )]
     pub ssl_keyfile_path: Option<PathBuf>,
 
     /// TLS certificate chain (PEM) [env: SSL_CERTFILE_PATH]
-    #[arg(long = "ssl_certfile_path", visible_alias = "ssl-certfile-path", value_name = "FILE")]
+    #[arg(
+        long = "ssl_certfile_path",
+        visible_alias = "ssl-certfile-path",
+        value_name = "FILE"
+    )]
     pub ssl_certfile_path: Option<PathBuf>,
 
     /// Close idle keep-alive connections after this many seconds [default: 90] [env: KEEPALIVE_TIMEOUT]
-    #[arg(long = "keepalive_timeout", visible_alias = "keepalive-timeout", value_name = "SECONDS")]
+    #[arg(
+        long = "keepalive_timeout",
+        visible_alias = "keepalive-timeout",
+        value_name = "SECONDS"
+    )]
     pub keepalive_timeout: Option<u64>,
 
     /// After this many requests, stop accepting, drain in-flight requests and exit 0, so a supervisor can
     /// restart the process (LiteLLM's worker recycling) [env: MAX_REQUESTS_BEFORE_RESTART]
-    #[arg(long = "max_requests_before_restart", visible_alias = "max-requests-before-restart", value_name = "N")]
+    #[arg(
+        long = "max_requests_before_restart",
+        visible_alias = "max-requests-before-restart",
+        value_name = "N"
+    )]
     pub max_requests_before_restart: Option<u64>,
 
     /// Debug logging for tollgate
@@ -112,13 +133,37 @@ mod tests {
     #[test]
     fn litellm_and_kebab_spellings_parse() {
         let a = Cli::try_parse_from([
-            "tollgate", "-c", "c.yaml", "--port", "8000", "--num_workers", "2", "--ssl_keyfile_path", "k.pem",
-            "--detailed_debug", "--max_requests_before_restart", "10", "--api_base", "http://x",
+            "tollgate",
+            "-c",
+            "c.yaml",
+            "--port",
+            "8000",
+            "--num_workers",
+            "2",
+            "--ssl_keyfile_path",
+            "k.pem",
+            "--detailed_debug",
+            "--max_requests_before_restart",
+            "10",
+            "--api_base",
+            "http://x",
         ])
         .unwrap();
         let b = Cli::try_parse_from([
-            "tollgate", "--config", "c.yaml", "--port", "8000", "--num-workers", "2", "--ssl-keyfile-path", "k.pem",
-            "--detailed-debug", "--max-requests-before-restart", "10", "--api-base", "http://x",
+            "tollgate",
+            "--config",
+            "c.yaml",
+            "--port",
+            "8000",
+            "--num-workers",
+            "2",
+            "--ssl-keyfile-path",
+            "k.pem",
+            "--detailed-debug",
+            "--max-requests-before-restart",
+            "10",
+            "--api-base",
+            "http://x",
         ])
         .unwrap();
         assert_eq!(format!("{:?}", a), format!("{:?}", b));

@@ -22,10 +22,21 @@ pub fn init(debug: bool, detailed: bool, json: bool, env_filter: Option<String>)
         .lossy(false)
         .buffered_lines_limit(64 * 1024)
         .thread_name("tollgate-log")
-        .finish(std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
+        // Buffered: when lines queue up, the writer thread sends them in one write (it flushes whenever
+        // the queue is empty, so a quiet gateway's lines still appear at once).
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stderr(),
+        ));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer);
     let result = if json {
-        builder.json().flatten_event(true).with_current_span(false).try_init()
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init()
     } else {
         builder.with_ansi(false).try_init()
     };

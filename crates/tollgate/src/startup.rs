@@ -42,7 +42,9 @@ pub fn run(cli: Cli) -> ExitCode {
             Ok(c) => Some(c),
             Err(e) => {
                 if path.is_some() {
-                    eprintln!("tollgate: warning: the config could not be loaded ({e}); using flags and environment only");
+                    eprintln!(
+                        "tollgate: warning: the config could not be loaded ({e}); using flags and environment only"
+                    );
                 }
                 None
             }
@@ -90,7 +92,15 @@ pub fn run(cli: Cli) -> ExitCode {
     };
     let _log_guard = crate::logging::init(cli.debug, cli.detailed_debug, json_logs, filter);
 
-    let workers = config.server.num_workers.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)).max(1);
+    let workers = config
+        .server
+        .num_workers
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+        .max(1);
     // One worker: a current-thread runtime (no work-stealing bookkeeping, no cross-thread wake-ups).
     let mut builder = if workers == 1 {
         tokio::runtime::Builder::new_current_thread()
@@ -116,7 +126,13 @@ fn say(line: &str) {
     let _ = writeln!(out, "{line}").and_then(|_| out.flush());
 }
 
-async fn serve(cli: Cli, config: Arc<Config>, runtime: Runtime, client: HttpClient, workers: usize) -> ExitCode {
+async fn serve(
+    cli: Cli,
+    config: Arc<Config>,
+    runtime: Runtime,
+    client: HttpClient,
+    workers: usize,
+) -> ExitCode {
     // Warnings the operator must see once at start-up.
     if !config.unimplemented.is_empty() {
         tracing::warn!(
@@ -144,7 +160,11 @@ async fn serve(cli: Cli, config: Arc<Config>, runtime: Runtime, client: HttpClie
             Err(e) => {
                 eprintln!("tollgate: database error: {e}");
                 // A URL we cannot use is a configuration problem; a server we cannot reach is not.
-                let code = if e.is_config_problem() { exit::CONFIG } else { exit::UNAVAILABLE };
+                let code = if e.is_config_problem() {
+                    exit::CONFIG
+                } else {
+                    exit::UNAVAILABLE
+                };
                 return ExitCode::from(code);
             }
         },
@@ -174,7 +194,10 @@ async fn serve(cli: Cli, config: Arc<Config>, runtime: Runtime, client: HttpClie
         Ok(l) => l,
         Err(e) => {
             let why = if e.kind() == std::io::ErrorKind::AddrInUse {
-                format!("port {} is already in use on {} (tollgate never picks another port; free it or pass --port)", config.server.port, config.server.host)
+                format!(
+                    "port {} is already in use on {} (tollgate never picks another port; free it or pass --port)",
+                    config.server.port, config.server.host
+                )
             } else {
                 e.to_string()
             };
@@ -192,7 +215,13 @@ async fn serve(cli: Cli, config: Arc<Config>, runtime: Runtime, client: HttpClie
 
     let tasks = TaskTracker::new();
     let shutdown = CancellationToken::new();
-    let state = AppState::new(runtime, client, store.clone(), tasks.clone(), shutdown.clone());
+    let state = AppState::new(
+        runtime,
+        client,
+        store.clone(),
+        tasks.clone(),
+        shutdown.clone(),
+    );
     let app = tollgate_server::build_router(state);
     let opts = ListenerOptions {
         keepalive_timeout: config.server.keepalive_timeout,
@@ -214,7 +243,10 @@ async fn serve(cli: Cli, config: Arc<Config>, runtime: Runtime, client: HttpClie
 
     // Drain: in-flight requests and streams get the grace period to finish.
     let grace = config.server.graceful_shutdown_timeout;
-    tracing::info!(grace_s = grace.as_secs_f64(), "shutting down: no longer accepting; draining in-flight requests");
+    tracing::info!(
+        grace_s = grace.as_secs_f64(),
+        "shutting down: no longer accepting; draining in-flight requests"
+    );
     tasks.close();
     if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
         tracing::warn!("grace period over with requests still in flight; exiting");
@@ -231,7 +263,10 @@ async fn watch_signals(shutdown: CancellationToken) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
             tracing::error!("cannot install signal handlers");
             return;
         };

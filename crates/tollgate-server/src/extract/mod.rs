@@ -8,7 +8,11 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tollgate_core::GatewayError;
 
 /// Read the whole body, refusing more than `limit` bytes with 413 (early, from Content-Length, when given).
-pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, GatewayError> {
+pub async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<Bytes, GatewayError> {
     if let Some(len) = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -19,7 +23,9 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<
     }
     match Limited::new(body, limit).collect().await {
         Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(GatewayError::PayloadTooLarge { limit }),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(GatewayError::PayloadTooLarge { limit })
+        }
         Err(e) => Err(GatewayError::InvalidRequest {
             message: format!("could not read the request body: {e}"),
             param: None,

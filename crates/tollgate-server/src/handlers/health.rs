@@ -19,7 +19,8 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub async fn root() -> Response {
-    Json(json!({"name": "tollgate", "version": VERSION, "docs": "https://github.com/tollgate"})).into_response()
+    Json(json!({"name": "tollgate", "version": VERSION, "docs": "https://github.com/tollgate"}))
+        .into_response()
 }
 
 pub async fn liveliness() -> Response {
@@ -38,8 +39,16 @@ pub async fn readiness(State(state): State<AppState>) -> Response {
         },
     };
     let shutting_down = state.shared().shutdown.is_cancelled();
-    let status = if ok && !shutting_down { "healthy" } else { "unhealthy" };
-    let code = if status == "healthy" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ok && !shutting_down {
+        "healthy"
+    } else {
+        "unhealthy"
+    };
+    let code = if status == "healthy" {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let body = json!({
         "status": status,
         "db": db,
@@ -60,10 +69,14 @@ pub struct HealthQuery {
 /// The probe request for a deployment's mode.
 fn probe_call(d: &Deployment, upstream_model: &str) -> Call {
     let (endpoint, body) = match d.model_info.mode {
-        Some(Mode::Embedding) => (Endpoint::Embeddings, json!({"model": upstream_model, "input": "ping"})),
-        Some(Mode::Completion) => {
-            (Endpoint::Completions, json!({"model": upstream_model, "prompt": "ping", "max_tokens": 1}))
-        }
+        Some(Mode::Embedding) => (
+            Endpoint::Embeddings,
+            json!({"model": upstream_model, "input": "ping"}),
+        ),
+        Some(Mode::Completion) => (
+            Endpoint::Completions,
+            json!({"model": upstream_model, "prompt": "ping", "max_tokens": 1}),
+        ),
         _ => (
             Endpoint::ChatCompletions,
             json!({"model": upstream_model, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 1}),
@@ -98,7 +111,11 @@ pub async fn health(State(state): State<AppState>, Query(q): Query<HealthQuery>)
         .entries()
         .iter()
         .filter(|e| !e.deployment.model.contains('*') && !e.deployment.model_name.contains('*'))
-        .filter(|e| q.model.as_deref().is_none_or(|m| m == e.deployment.model_name))
+        .filter(|e| {
+            q.model
+                .as_deref()
+                .is_none_or(|m| m == e.deployment.model_name)
+        })
         .map(|e| {
             let provider = e.target.clone();
             let call = probe_call(&e.deployment, &e.deployment.model);

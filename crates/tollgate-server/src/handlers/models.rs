@@ -24,7 +24,13 @@ fn created(state: &AppState) -> u64 {
 
 pub async fn list(State(state): State<AppState>) -> Response {
     let created = created(&state);
-    let data: Vec<Value> = state.runtime().router.model_names().iter().map(|m| model_object(m, created)).collect();
+    let data: Vec<Value> = state
+        .runtime()
+        .router
+        .model_names()
+        .iter()
+        .map(|m| model_object(m, created))
+        .collect();
     Json(json!({"object": "list", "data": data})).into_response()
 }
 
@@ -33,6 +39,9 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Respo
     if rt.router.knows(&id) {
         Json(model_object(&id, created(&state))).into_response()
     } else {
-        ApiError(GatewayError::NotFound(format!("The model `{id}` does not exist"))).into_response()
+        ApiError(GatewayError::NotFound(format!(
+            "The model `{id}` does not exist"
+        )))
+        .into_response()
     }
 }

@@ -26,7 +26,8 @@ use crate::state::AppState;
 pub const X_MODEL_ID: HeaderName = HeaderName::from_static("x-litellm-model-id");
 pub const X_MODEL_API_BASE: HeaderName = HeaderName::from_static("x-litellm-model-api-base");
 pub const X_OVERHEAD_MS: HeaderName = HeaderName::from_static("x-litellm-overhead-duration-ms");
-pub const X_RESPONSE_DURATION_MS: HeaderName = HeaderName::from_static("x-litellm-response-duration-ms");
+pub const X_RESPONSE_DURATION_MS: HeaderName =
+    HeaderName::from_static("x-litellm-response-duration-ms");
 
 pub async fn chat_completions(State(s): State<AppState>, req: Request) -> Response {
     proxy(s, Endpoint::ChatCompletions, None, req).await
@@ -40,13 +41,25 @@ pub async fn embeddings(State(s): State<AppState>, req: Request) -> Response {
 pub async fn responses(State(s): State<AppState>, req: Request) -> Response {
     proxy(s, Endpoint::Responses, None, req).await
 }
-pub async fn chat_completions_in_path(State(s): State<AppState>, Path(m): Path<String>, req: Request) -> Response {
+pub async fn chat_completions_in_path(
+    State(s): State<AppState>,
+    Path(m): Path<String>,
+    req: Request,
+) -> Response {
     proxy(s, Endpoint::ChatCompletions, Some(m), req).await
 }
-pub async fn completions_in_path(State(s): State<AppState>, Path(m): Path<String>, req: Request) -> Response {
+pub async fn completions_in_path(
+    State(s): State<AppState>,
+    Path(m): Path<String>,
+    req: Request,
+) -> Response {
     proxy(s, Endpoint::Completions, Some(m), req).await
 }
-pub async fn embeddings_in_path(State(s): State<AppState>, Path(m): Path<String>, req: Request) -> Response {
+pub async fn embeddings_in_path(
+    State(s): State<AppState>,
+    Path(m): Path<String>,
+    req: Request,
+) -> Response {
     proxy(s, Endpoint::Embeddings, Some(m), req).await
 }
 
@@ -66,7 +79,11 @@ struct Parsed {
     client_wants_usage: bool,
 }
 
-fn parse_request(body: &[u8], endpoint: Endpoint, path_model: Option<String>) -> Result<Parsed, GatewayError> {
+fn parse_request(
+    body: &[u8],
+    endpoint: Endpoint,
+    path_model: Option<String>,
+) -> Result<Parsed, GatewayError> {
     let obj = JsonObject::parse(body).map_err(|e| GatewayError::MalformedJson(e.to_string()))?;
     let body_model = obj
         .get_str("model")
@@ -74,36 +91,60 @@ fn parse_request(body: &[u8], endpoint: Endpoint, path_model: Option<String>) ->
     let model = match (path_model, body_model) {
         (Some(p), _) => p,
         (None, Some(m)) if !m.is_empty() => m.into_owned(),
-        (None, _) => return Err(GatewayError::ModelNotFound { requested: None, available: Vec::new() }),
+        (None, _) => {
+            return Err(GatewayError::ModelNotFound {
+                requested: None,
+                available: Vec::new(),
+            });
+        }
     };
     let stream = obj
         .get_bool("stream")
         .map_err(|_| GatewayError::invalid_param("stream", "`stream` must be a boolean"))?
         .unwrap_or(false);
     if stream && !endpoint.supports_stream() {
-        return Err(GatewayError::invalid_param("stream", "streaming is not supported on this route"));
+        return Err(GatewayError::invalid_param(
+            "stream",
+            "streaming is not supported on this route",
+        ));
     }
     let client_wants_usage = match obj.get("stream_options").filter(|r| r.get() != "null") {
         None => false,
         Some(raw) => {
-            let opts = JsonObject::parse_str(raw.get())
-                .map_err(|_| GatewayError::invalid_param("stream_options", "`stream_options` must be an object"))?;
+            let opts = JsonObject::parse_str(raw.get()).map_err(|_| {
+                GatewayError::invalid_param("stream_options", "`stream_options` must be an object")
+            })?;
             opts.get_bool("include_usage")
                 .map_err(|_| {
-                    GatewayError::invalid_param("stream_options", "`stream_options.include_usage` must be a boolean")
+                    GatewayError::invalid_param(
+                        "stream_options",
+                        "`stream_options.include_usage` must be a boolean",
+                    )
                 })?
                 .unwrap_or(false)
         }
     };
-    Ok(Parsed { model, stream, client_wants_usage })
+    Ok(Parsed {
+        model,
+        stream,
+        client_wants_usage,
+    })
 }
 
-async fn proxy(state: AppState, endpoint: Endpoint, path_model: Option<String>, req: Request) -> Response {
+async fn proxy(
+    state: AppState,
+    endpoint: Endpoint,
+    path_model: Option<String>,
+    req: Request,
+) -> Response {
     let ctx = req
         .extensions()
         .get::<RequestContext>()
         .cloned()
-        .unwrap_or_else(|| RequestContext { id: tollgate_core::ids::new_request_id(), start: Instant::now() });
+        .unwrap_or_else(|| RequestContext {
+            id: tollgate_core::ids::new_request_id(),
+            start: Instant::now(),
+        });
     let (parts, body) = req.into_parts();
     let rt = state.runtime();
     let bytes = match read_body(&parts.headers, body, rt.body_limit).await {
@@ -112,9 +153,14 @@ async fn proxy(state: AppState, endpoint: Endpoint, path_model: Option<String>, 
     };
     let parsed = match parse_request(&bytes, endpoint, path_model) {
         Ok(p) => p,
-        Err(GatewayError::ModelNotFound { requested: None, .. }) => {
-            return ApiError(GatewayError::ModelNotFound { requested: None, available: rt.router.model_names() })
-                .into_response();
+        Err(GatewayError::ModelNotFound {
+            requested: None, ..
+        }) => {
+            return ApiError(GatewayError::ModelNotFound {
+                requested: None,
+                available: rt.router.model_names(),
+            })
+            .into_response();
         }
         Err(e) => return ApiError(e).into_response(),
     };
@@ -127,8 +173,13 @@ async fn proxy(state: AppState, endpoint: Endpoint, path_model: Option<String>, 
     };
     let d = &route.entry.deployment;
     let provider = route.entry.target.clone();
-    let timeout = if parsed.stream { d.stream_timeout.or(d.timeout) } else { d.timeout }.unwrap_or(rt.default_timeout);
-    let mut rec = RequestRecord {
+    let timeout = if parsed.stream {
+        d.stream_timeout.or(d.timeout)
+    } else {
+        d.timeout
+    }
+    .unwrap_or(rt.default_timeout);
+    let rec = RequestRecord {
         request_id: ctx.id.clone(),
         route: route_name(endpoint),
         model_group: route.group.to_string(),
@@ -165,7 +216,16 @@ async fn proxy(state: AppState, endpoint: Endpoint, path_model: Option<String>, 
     drop(rt);
 
     let upstream_start = Instant::now();
+    // If the client goes away while the upstream is working, this future is dropped here: the guard then
+    // records the request (once), as an abandoned stream is.
+    let mut pending = PendingRecord(Some(rec));
     let result = provider.call(call).await;
+    let Some(mut rec) = pending.0.take() else {
+        return ApiError(GatewayError::Internal(
+            "request record already taken".into(),
+        ))
+        .into_response();
+    };
     rec.upstream_latency = upstream_start.elapsed();
     let overhead = ctx.start.elapsed().saturating_sub(rec.upstream_latency);
     headers.insert(X_OVERHEAD_MS, ms_header(overhead));
@@ -194,7 +254,10 @@ async fn proxy(state: AppState, endpoint: Endpoint, path_model: Option<String>, 
         Ok(Reply::Stream(stream)) => {
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
             headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-            let body = Body::from_stream(RecordingStream { inner: stream, record: Some(rec) });
+            let body = Body::from_stream(RecordingStream {
+                inner: stream,
+                record: Some(rec),
+            });
             let mut resp = (StatusCode::OK, body).into_response();
             resp.headers_mut().extend(headers);
             resp.extensions_mut().insert(Recorded);
@@ -203,8 +266,24 @@ async fn proxy(state: AppState, endpoint: Endpoint, path_model: Option<String>, 
     }
 }
 
+/// Holds the record while the upstream call is pending; records it as abandoned if dropped still holding it.
+struct PendingRecord(Option<RequestRecord>);
+
+impl Drop for PendingRecord {
+    fn drop(&mut self) {
+        if let Some(mut rec) = self.0.take() {
+            rec.total_latency = rec.start.elapsed();
+            rec.client_disconnected = true;
+            rec.status = 499;
+            rec.error = Some("client disconnected before the upstream answered".into());
+            record(&rec);
+        }
+    }
+}
+
 fn ms_header(d: Duration) -> HeaderValue {
-    HeaderValue::from_str(&format!("{:.3}", d.as_secs_f64() * 1000.0)).unwrap_or(HeaderValue::from_static("0"))
+    HeaderValue::from_str(&format!("{:.3}", d.as_secs_f64() * 1000.0))
+        .unwrap_or(HeaderValue::from_static("0"))
 }
 
 /// Forwards a provider's SSE stream chunk by chunk and records the request once, when the stream ends or
@@ -257,18 +336,43 @@ mod tests {
 
     #[test]
     fn parse_checks_types() {
-        let p = parse_request(br#"{"model":"m","stream":true,"stream_options":{"include_usage":true}}"#, Endpoint::ChatCompletions, None).unwrap();
+        let p = parse_request(
+            br#"{"model":"m","stream":true,"stream_options":{"include_usage":true}}"#,
+            Endpoint::ChatCompletions,
+            None,
+        )
+        .unwrap();
         assert!(p.stream && p.client_wants_usage && p.model == "m");
-        let e = parse_request(br#"{"model":1}"#, Endpoint::ChatCompletions, None).err().unwrap();
+        let e = parse_request(br#"{"model":1}"#, Endpoint::ChatCompletions, None)
+            .err()
+            .unwrap();
         assert_eq!(e.param(), Some("model"));
-        let e = parse_request(br#"{"model":"m","stream":"yes"}"#, Endpoint::ChatCompletions, None).err().unwrap();
+        let e = parse_request(
+            br#"{"model":"m","stream":"yes"}"#,
+            Endpoint::ChatCompletions,
+            None,
+        )
+        .err()
+        .unwrap();
         assert_eq!(e.param(), Some("stream"));
-        let e = parse_request(br#"{"model":"m","stream":true}"#, Endpoint::Embeddings, None).err().unwrap();
+        let e = parse_request(
+            br#"{"model":"m","stream":true}"#,
+            Endpoint::Embeddings,
+            None,
+        )
+        .err()
+        .unwrap();
         assert_eq!(e.param(), Some("stream"));
-        assert!(matches!(parse_request(b"{", Endpoint::ChatCompletions, None), Err(GatewayError::MalformedJson(_))));
+        assert!(matches!(
+            parse_request(b"{", Endpoint::ChatCompletions, None),
+            Err(GatewayError::MalformedJson(_))
+        ));
         assert!(matches!(
             parse_request(b"{}", Endpoint::ChatCompletions, None),
-            Err(GatewayError::ModelNotFound { requested: None, .. })
+            Err(GatewayError::ModelNotFound {
+                requested: None,
+                ..
+            })
         ));
         let p = parse_request(b"{}", Endpoint::ChatCompletions, Some("dep".into())).unwrap();
         assert_eq!(p.model, "dep");

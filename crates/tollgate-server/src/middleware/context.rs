@@ -38,7 +38,10 @@ pub async fn context(State(state): State<AppState>, mut req: Request, next: Next
         .unwrap_or_else(new_request_id);
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    req.extensions_mut().insert(RequestContext { id: id.clone(), start });
+    req.extensions_mut().insert(RequestContext {
+        id: id.clone(),
+        start,
+    });
     // Health probes and the root do not count toward --max_requests_before_restart: an idle gateway
     // under a liveness probe must not restart itself.
     if !(path == "/" || path.starts_with("/health")) {
@@ -59,7 +62,9 @@ pub async fn context(State(state): State<AppState>, mut req: Request, next: Next
             Some(err) => {
                 tracing::info!(target: "tollgate::request", request_id = %id, %method, path, status, latency_ms, error = %err, "request rejected")
             }
-            None => tracing::debug!(target: "tollgate::request", request_id = %id, %method, path, status, latency_ms, "request"),
+            None => {
+                tracing::debug!(target: "tollgate::request", request_id = %id, %method, path, status, latency_ms, "request")
+            }
         }
     }
     resp
