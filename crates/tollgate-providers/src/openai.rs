@@ -476,8 +476,10 @@ fn transform_stream(body: Incoming, call: Call, deployment: String) -> ChunkStre
         rewriter: EventRewriter,
         outcome: Arc<StreamOutcome>,
         deployment: String,
+        idle: Duration,
         done: bool,
     }
+    let idle = call.timeout;
     let state = State {
         body,
         decoder: SseDecoder::new(),
@@ -485,6 +487,7 @@ fn transform_stream(body: Incoming, call: Call, deployment: String) -> ChunkStre
         rewriter,
         outcome: outcome.clone(),
         deployment,
+        idle,
         done: false,
     };
     let stream = futures_util::stream::unfold(state, |mut st| async move {
@@ -493,7 +496,22 @@ fn transform_stream(body: Incoming, call: Call, deployment: String) -> ChunkStre
                 return None;
             }
             let mut out = Vec::new();
-            match st.body.frame().await {
+            // `idle` bounds every wait for upstream bytes, so a stream that stalls after its head ends with
+            // an SSE timeout error instead of hanging (LiteLLM's clients apply the timeout to each read).
+            let frame = match tokio::time::timeout(st.idle, st.body.frame()).await {
+                Ok(f) => f,
+                Err(_) => {
+                    st.done = true;
+                    let err = GatewayError::UpstreamTimeout {
+                        deployment: st.deployment.clone(),
+                        after: st.idle,
+                    };
+                    st.outcome.set_failure(&err);
+                    out.extend_from_slice(&sse_error_event(&err));
+                    return Some((Bytes::from(out), st));
+                }
+            };
+            match frame {
                 Some(Ok(frame)) => {
                     let Ok(data) = frame.into_data() else {
                         continue;
@@ -506,7 +524,7 @@ fn transform_stream(body: Incoming, call: Call, deployment: String) -> ChunkStre
                         deployment: st.deployment.clone(),
                         cause: format!("stream interrupted: {e}"),
                     };
-                    st.outcome.set_error(err.to_string());
+                    st.outcome.set_failure(&err);
                     for ev in st.events.drain(..) {
                         st.rewriter.rewrite(&ev, &st.outcome, &mut out);
                     }

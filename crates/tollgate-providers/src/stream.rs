@@ -17,6 +17,7 @@ pub struct StreamOutcome {
 struct OutcomeInner {
     usage: Option<Usage>,
     error: Option<String>,
+    error_status: Option<u16>,
     completed: bool,
     chunks: u64,
 }
@@ -31,8 +32,16 @@ impl StreamOutcome {
     pub fn set_usage(&self, usage: Usage) {
         self.with(|i| i.usage = Some(usage));
     }
-    pub fn set_error(&self, error: String) {
-        self.with(|i| i.error = Some(error));
+    /// Record why the stream failed after it started, with the status a non-streamed answer would have had.
+    pub fn set_failure(&self, err: &tollgate_core::GatewayError) {
+        let (message, status) = (err.to_string(), err.status().as_u16());
+        self.with(|i| {
+            i.error = Some(message);
+            i.error_status = Some(status);
+        });
+    }
+    pub fn error_status(&self) -> Option<u16> {
+        self.with(|i| i.error_status)
     }
     pub fn set_completed(&self) {
         self.with(|i| i.completed = true);

@@ -319,10 +319,8 @@ async fn explicit_null_stream_options_still_gets_usage() {
     assert_eq!(v["stream_options"]["include_usage"], true);
 }
 
-/// LiteLLM (httpx) applies `stream_timeout` to every read, so a stream that stalls after its head times out.
-/// tollgate currently bounds only the wait for the head (documented in docs/providers.md#timeouts); this test
-/// is ready for when stalled streams are timed out.
-#[ignore = "stalled streams are not timed out yet (docs/providers.md#timeouts)"]
+/// LiteLLM (httpx) applies `stream_timeout` to every read, so a stream that stalls after its head times out;
+/// tollgate bounds every wait for upstream bytes by the stream timeout too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_stream_times_out_with_an_sse_error() {
     let mock = mock().await;

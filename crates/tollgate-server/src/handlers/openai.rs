@@ -302,7 +302,7 @@ impl RecordingStream {
             rec.client_disconnected = !outcome_done;
             if let Some(e) = outcome.error() {
                 rec.error = Some(e);
-                rec.status = 502;
+                rec.status = outcome.error_status().unwrap_or(502);
             }
             record(&rec);
         }
