@@ -7,23 +7,22 @@ use http::{Method, Uri};
 use tollgate_core::GatewayError;
 
 use crate::error::ApiError;
-use crate::middleware::{auth, context};
+use crate::middleware::context;
 use crate::routes::routes;
 use crate::state::AppState;
 
 /// The whole application.
 ///
-/// Layers run outermost first on the way in:
-/// 1. `context`: request id, timing and the id headers; it wraps everything, so even auth failures and
-///    404s carry `x-request-id` and are logged.
-/// 2. `auth`: every route except `UNAUTHENTICATED_ROUTES` needs the master key. It sits inside `context`
-///    so rejections are logged with their request id, and before any handler reads the body.
-/// 3. The route table; unknown paths and wrong methods get OpenAI-shaped 404/405 bodies.
+/// One layer wraps the route table (one, not two: each `from_fn` layer costs a boxed future and a service
+/// clone per request):
+/// 1. `context`: request id and timing first, so even auth failures and 404s carry `x-request-id` and are
+///    logged; then `auth::check` — every route except `UNAUTHENTICATED_ROUTES` needs the master key —
+///    before any handler reads the body; then the id headers on the way out.
+/// 2. The route table; unknown paths and wrong methods get OpenAI-shaped 404/405 bodies.
 pub fn build_router(state: AppState) -> Router {
     routes()
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(from_fn_with_state(state.clone(), auth::auth))
         .layer(from_fn_with_state(state.clone(), context::context))
         .with_state(state)
 }

@@ -1,15 +1,12 @@
 //! Authentication for every route not on the explicit allowlist (`routes::UNAUTHENTICATED_ROUTES`): the master
 //! key as `Authorization: Bearer`, `api-key` (Azure SDKs) or `x-litellm-api-key`, compared in constant time.
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::extract::Request;
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
 use subtle::ConstantTimeEq;
 use tollgate_core::GatewayError;
 
-use crate::error::ApiError;
 use crate::routes::is_unauthenticated;
 use crate::state::AppState;
 
@@ -39,27 +36,24 @@ pub fn secret_eq(a: &str, b: &str) -> bool {
     a.as_bytes().ct_eq(b.as_bytes()).into()
 }
 
-pub async fn auth(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// Check the request's credentials. `Ok` when the route is on the allowlist, no master key is configured,
+/// or the presented key matches; otherwise the 401 to send.
+pub fn check(state: &AppState, req: &Request) -> Result<(), GatewayError> {
     if is_unauthenticated(req.uri().path()) {
-        return next.run(req).await;
+        return Ok(());
     }
     let rt = state.runtime();
     let Some(master) = rt.master_key.as_ref() else {
-        return next.run(req).await;
+        return Ok(());
     };
     match presented_key(req.headers()) {
-        Some(k) if secret_eq(k, master.expose()) => {
-            drop(rt);
-            next.run(req).await
-        }
-        Some(_) => ApiError(GatewayError::Unauthorized(
+        Some(k) if secret_eq(k, master.expose()) => Ok(()),
+        Some(_) => Err(GatewayError::Unauthorized(
             "Authentication Error: invalid API key. Pass a valid key as `Authorization: Bearer <key>`.".into(),
-        ))
-        .into_response(),
-        None => ApiError(GatewayError::Unauthorized(
+        )),
+        None => Err(GatewayError::Unauthorized(
             "Authentication Error: no API key passed. Pass one as `Authorization: Bearer <key>`.".into(),
-        ))
-        .into_response(),
+        )),
     }
 }
 
