@@ -29,7 +29,8 @@ pub struct OpenAiProvider {
 struct Inner {
     name: &'static str,
     deployment: String,
-    base: String,
+    /// The upstream URL of each endpoint, parsed once.
+    uris: EndpointUris,
     /// `base` without credentials or query string, for headers and `/health`.
     public_base: String,
     headers: HeaderMap,
@@ -105,11 +106,13 @@ impl OpenAiProvider {
             headers.insert(name, value);
         }
         let public_base = public_url(&base);
+        let uris = EndpointUris::new(&base)
+            .map_err(|e| invalid(format!("api_base `{public_base}` is not a valid URL: {e}")))?;
         Ok(OpenAiProvider {
             inner: Arc::new(Inner {
                 name,
                 deployment: d.model_name.clone(),
-                base,
+                uris,
                 public_base,
                 headers,
                 client,
@@ -146,6 +149,31 @@ pub fn public_url(url: &str) -> String {
             }
         }
         None => without_query.to_string(),
+    }
+}
+
+/// `{api_base}{endpoint path}` for each endpoint, parsed once (a `Uri` clone is a reference-count bump).
+struct EndpointUris([http::Uri; 4]);
+
+impl EndpointUris {
+    fn new(base: &str) -> Result<Self, http::uri::InvalidUri> {
+        let uri = |e: Endpoint| format!("{base}{}", e.path()).parse::<http::Uri>();
+        Ok(EndpointUris([
+            uri(Endpoint::ChatCompletions)?,
+            uri(Endpoint::Completions)?,
+            uri(Endpoint::Embeddings)?,
+            uri(Endpoint::Responses)?,
+        ]))
+    }
+
+    fn get(&self, e: Endpoint) -> http::Uri {
+        let i = match e {
+            Endpoint::ChatCompletions => 0,
+            Endpoint::Completions => 1,
+            Endpoint::Embeddings => 2,
+            Endpoint::Responses => 3,
+        };
+        self.0[i].clone()
     }
 }
 
@@ -283,7 +311,7 @@ impl Inner {
         let body = rewrite_request(&call)?;
         let mut req = Request::builder()
             .method(Method::POST)
-            .uri(format!("{}{}", self.base, call.endpoint.path()))
+            .uri(self.uris.get(call.endpoint))
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| GatewayError::Internal(format!("building upstream request: {e}")))?;
         *req.headers_mut() = self.headers.clone();

@@ -12,10 +12,32 @@ use tollgate_providers::{BuildError, HttpClient, Provider};
 use tollgate_router::{Entry, Router};
 use tollgate_store::Store;
 
+/// A deployment's provider adapter with its response header values, built once per (re)load rather than
+/// per request.
+pub struct Upstream {
+    pub provider: Arc<dyn Provider>,
+    /// `x-litellm-model-id`
+    pub model_id: Option<http::HeaderValue>,
+    /// `x-litellm-model-api-base` (credentials and query already removed by the provider)
+    pub api_base: Option<http::HeaderValue>,
+}
+
+impl Upstream {
+    fn new(provider: Arc<dyn Provider>, id: &str) -> Self {
+        let model_id = http::HeaderValue::from_str(id).ok();
+        let api_base = http::HeaderValue::from_str(provider.api_base()).ok();
+        Upstream {
+            provider,
+            model_id,
+            api_base,
+        }
+    }
+}
+
 /// What a config (re)load produces: everything derived from the config file.
 pub struct Runtime {
     pub config: Arc<Config>,
-    pub router: Router<Arc<dyn Provider>>,
+    pub router: Router<Upstream>,
     pub master_key: Option<Secret>,
     pub body_limit: usize,
     pub default_timeout: Duration,
@@ -35,7 +57,7 @@ impl Runtime {
             match tollgate_providers::build(d, &env, client) {
                 Ok(p) => entries.push(Entry {
                     deployment: d.clone(),
-                    target: p,
+                    target: Upstream::new(p, &d.id),
                 }),
                 Err(e) => errors.push(e),
             }

@@ -97,7 +97,11 @@ pub fn run(cli: &Cli, config: Option<Config>, env: &Env) -> ExitCode {
         if cli.health {
             health(&t).await
         } else {
-            test(&t, cli.model.clone()).await
+            test(
+                &t,
+                cli.model.clone().or_else(|| chat_model(config.as_ref())),
+            )
+            .await
         }
     });
     if ok {
@@ -123,6 +127,18 @@ async fn health(t: &Target) -> bool {
             false
         }
     }
+}
+
+/// A chat model group from the config (mode unset or `chat`, not a wildcard), for `--test`.
+fn chat_model(config: Option<&Config>) -> Option<String> {
+    config?
+        .deployments
+        .iter()
+        .find(|d| {
+            !d.model_name.contains('*')
+                && matches!(d.model_info.mode, None | Some(tollgate_config::Mode::Chat))
+        })
+        .map(|d| d.model_name.clone())
 }
 
 async fn test(t: &Target, model: Option<String>) -> bool {

@@ -117,7 +117,7 @@ pub async fn health(State(state): State<AppState>, Query(q): Query<HealthQuery>)
                 .is_none_or(|m| m == e.deployment.model_name)
         })
         .map(|e| {
-            let provider = e.target.clone();
+            let provider = e.target.provider.clone();
             let call = probe_call(&e.deployment, &e.deployment.model);
             let desc = describe(&e.deployment, provider.api_base());
             async move {

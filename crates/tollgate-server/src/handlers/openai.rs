@@ -172,7 +172,8 @@ async fn proxy(
         .into_response();
     };
     let d = &route.entry.deployment;
-    let provider = route.entry.target.clone();
+    let upstream = &route.entry.target;
+    let provider = upstream.provider.clone();
     let timeout = if parsed.stream {
         d.stream_timeout.or(d.timeout)
     } else {
@@ -207,11 +208,11 @@ async fn proxy(
         timeout,
     };
     let mut headers = HeaderMap::new();
-    if let Ok(v) = HeaderValue::from_str(&d.id) {
-        headers.insert(X_MODEL_ID, v);
+    if let Some(v) = &upstream.model_id {
+        headers.insert(X_MODEL_ID, v.clone());
     }
-    if let Ok(v) = HeaderValue::from_str(provider.api_base()) {
-        headers.insert(X_MODEL_API_BASE, v);
+    if let Some(v) = &upstream.api_base {
+        headers.insert(X_MODEL_API_BASE, v.clone());
     }
     drop(rt);
 
