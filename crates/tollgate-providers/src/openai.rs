@@ -381,14 +381,9 @@ pub fn rewrite_response(
     let obj =
         JsonObject::parse(bytes).map_err(|e| format!("response is not a JSON object: {e}"))?;
     let usage = obj.get("usage").and_then(|u| Usage::from_json(u.get()));
-    let body = match obj.get("model") {
-        Some(raw) if obj.get_str("model").ok().flatten().as_deref() != Some(requested_model) => {
-            Bytes::from(splice(
-                bytes,
-                &mut [Edit::replace(obj.span(raw), json_string(requested_model))],
-            ))
-        }
-        _ => Bytes::copy_from_slice(bytes),
+    let body = match model_edit(&obj, requested_model, 0) {
+        Some(edit) => Bytes::from(splice(bytes, &mut [edit])),
+        None => Bytes::copy_from_slice(bytes),
     };
     Ok((body, usage))
 }
@@ -422,27 +417,13 @@ impl EventRewriter {
                 if let Some(u) = inner.get("usage").and_then(|u| Usage::from_json(u.get())) {
                     outcome.set_usage(u);
                 }
-                if let Some(m) = inner.get("model")
-                    && inner.get_str("model").ok().flatten().as_deref()
-                        != Some(self.requested_model.as_str())
-                {
-                    let base = obj.span(resp).start;
-                    let span = inner.span(m);
-                    edits.push(Edit::replace(
-                        base + span.start..base + span.end,
-                        json_string(&self.requested_model),
-                    ));
-                }
+                edits.extend(model_edit(
+                    &inner,
+                    &self.requested_model,
+                    obj.span(resp).start,
+                ));
             }
-            if edits.is_empty() {
-                encode(ev.event.as_deref(), data.as_bytes(), out);
-            } else {
-                encode(
-                    ev.event.as_deref(),
-                    &splice(data.as_bytes(), &mut edits),
-                    out,
-                );
-            }
+            encode_edited(ev, &mut edits, out);
             return;
         }
         let mut edits = Vec::with_capacity(2);
@@ -463,23 +444,31 @@ impl EventRewriter {
                 edits.push(Edit::replace(obj.span(u), b"null".to_vec()));
             }
         }
-        if let Some(raw) = obj.get("model")
-            && obj.get_str("model").ok().flatten().as_deref() != Some(self.requested_model.as_str())
-        {
-            edits.push(Edit::replace(
-                obj.span(raw),
-                json_string(&self.requested_model),
-            ));
-        }
-        if edits.is_empty() {
-            encode(ev.event.as_deref(), data.as_bytes(), out);
-        } else {
-            encode(
-                ev.event.as_deref(),
-                &splice(data.as_bytes(), &mut edits),
-                out,
-            );
-        }
+        edits.extend(model_edit(&obj, &self.requested_model, 0));
+        encode_edited(ev, &mut edits, out);
+    }
+}
+
+/// The edit that sets `obj`'s top-level `model` to `requested` (none when absent or already equal).
+/// `offset` is where `obj` starts within the text being edited.
+fn model_edit(obj: &JsonObject<'_>, requested: &str, offset: usize) -> Option<Edit> {
+    let raw = obj.get("model")?;
+    if obj.get_str("model").ok().flatten().as_deref() == Some(requested) {
+        return None;
+    }
+    let span = obj.span(raw);
+    Some(Edit::replace(
+        offset + span.start..offset + span.end,
+        json_string(requested),
+    ))
+}
+
+/// Encode `ev` with `edits` applied to its data.
+fn encode_edited(ev: &SseEvent, edits: &mut [Edit], out: &mut Vec<u8>) {
+    if edits.is_empty() {
+        encode(ev.event.as_deref(), ev.data.as_bytes(), out);
+    } else {
+        encode(ev.event.as_deref(), &splice(ev.data.as_bytes(), edits), out);
     }
 }
 
