@@ -76,12 +76,14 @@ pub fn run(cli: Cli) -> ExitCode {
     // file's `environment_variables` count as environment.
     let env = config.layered_env(&env);
     let truthy = |v: String| matches!(v.as_str(), "true" | "True" | "TRUE" | "1");
-    let json_logs = env.get("JSON_LOGS").map(truthy).unwrap_or(config.json_logs);
+    // An empty variable counts as unset, as for every other setting.
+    let set = |name: &str| env.get(name).filter(|v| !v.trim().is_empty());
+    let json_logs = set("JSON_LOGS").map(truthy).unwrap_or(config.json_logs);
     let filter = if cli.debug || cli.detailed_debug {
         None
     } else {
-        env.get("RUST_LOG").or_else(|| {
-            env.get("LITELLM_LOG").and_then(|v| match v.to_ascii_uppercase().as_str() {
+        set("RUST_LOG").or_else(|| {
+            set("LITELLM_LOG").and_then(|v| match v.to_ascii_uppercase().as_str() {
                 "DEBUG" => Some(
                     "warn,tollgate=debug,tollgate_server=debug,tollgate_providers=debug,tollgate::request=debug".into(),
                 ),
