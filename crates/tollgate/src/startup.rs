@@ -61,6 +61,11 @@ pub fn run(cli: Cli) -> ExitCode {
     let runtime = match Runtime::build(config.clone(), &env, &client) {
         Ok(r) => r,
         Err(errors) => {
+            // The logger is not up yet: show the config's warnings here, since they often explain the
+            // error (an unknown provider prefix comes with a "did you mean" warning).
+            for w in &config.warnings {
+                eprintln!("tollgate: warning: {w}");
+            }
             for e in &errors {
                 eprintln!("tollgate: configuration error: {e}");
             }

@@ -108,6 +108,23 @@ general_settings:
 }
 
 #[test]
+fn unknown_provider_prefix_fails_with_its_suggestion() {
+    let cfg = "model_list:\n  - model_name: m\n    litellm_params:\n      model: opnai/gpt-4o\n      api_base: http://127.0.0.1:9/v1\n";
+    let out = gateway().config(cfg).run();
+    assert_failed_before_listening(&out, Some(64));
+    assert!(
+        out.stderr.contains("config.yaml:4:") && out.stderr.contains("did you mean `openai`"),
+        "the config's hint is shown with the error: {}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("provider `opnai` is not supported"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
 fn unresolvable_environment_reference_is_a_config_error() {
     let cfg = "model_list:\n  - model_name: m\n    litellm_params:\n      model: openai/x\n      api_base: http://127.0.0.1:1/v1\n      api_key: os.environ/TOLLGATE_IT_SURELY_UNSET_VAR\n";
     let out = gateway().config(cfg).run();
