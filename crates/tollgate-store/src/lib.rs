@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
-use sqlx::{PgPool, SqlitePool};
+use sqlx::{Connection, PgConnection, PgPool, SqlitePool};
 
 /// Why the database could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -81,16 +81,27 @@ impl Store {
             "postgres" | "postgresql" => {
                 let connect = PgConnectOptions::from_str(url)
                     .map_err(|e| StoreError::InvalidUrl(e.to_string()))?;
+                // One direct connection first: a refused or failing connection is reported at once (the
+                // pool would retry it until its acquire timeout).
+                let connect_err = |cause: String| StoreError::Connect {
+                    kind: "PostgreSQL",
+                    target: target.clone(),
+                    cause,
+                };
+                let conn = tokio::time::timeout(
+                    opts.connect_timeout,
+                    PgConnection::connect_with(&connect),
+                )
+                .await
+                .map_err(|_| connect_err(format!("no answer within {:?}", opts.connect_timeout)))?
+                .map_err(|e| connect_err(e.to_string()))?;
+                let _ = conn.close().await;
                 let pool = PgPoolOptions::new()
                     .max_connections(opts.max_connections)
                     .acquire_timeout(opts.connect_timeout)
                     .connect_with(connect)
                     .await
-                    .map_err(|e| StoreError::Connect {
-                        kind: "PostgreSQL",
-                        target,
-                        cause: e.to_string(),
-                    })?;
+                    .map_err(|e| connect_err(e.to_string()))?;
                 let store = Store::Postgres(pool);
                 store.ping().await?;
                 Ok(store)
