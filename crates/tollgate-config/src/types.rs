@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use rust_decimal::Decimal;
+use tollgate_core::url::public_url;
 
 use crate::secret::Secret;
 
@@ -263,7 +264,7 @@ impl fmt::Debug for Deployment {
             .field("model_name", &self.model_name)
             .field("provider", &self.provider)
             .field("model", &self.model)
-            .field("api_base", &self.api_base.as_deref().map(display_url))
+            .field("api_base", &self.api_base.as_deref().map(public_url))
             .field("api_key", &self.api_key)
             .field("api_version", &self.api_version)
             .field("organization", &self.organization)
@@ -467,20 +468,6 @@ fn redact_value(value: &serde_json::Value) -> serde_json::Value {
 }
 
 /// A URL without user-info, query or fragment (they can carry credentials).
-pub(crate) fn display_url(url: &str) -> String {
-    let cut = url.find(['?', '#']).unwrap_or(url.len());
-    let url = &url[..cut];
-    match url.split_once("://") {
-        Some((scheme, rest)) => {
-            let authority_end = rest.find('/').unwrap_or(rest.len());
-            let (authority, path) = rest.split_at(authority_end);
-            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-            format!("{scheme}://{host}{path}")
-        }
-        None => url.to_owned(),
-    }
-}
-
 fn secs(d: Duration) -> String {
     let s = d.as_secs_f64();
     if s.fract() == 0.0 {
@@ -575,7 +562,7 @@ impl Config {
         for d in &self.deployments {
             let mut line = format!("  {} -> {}/{}", d.model_name, d.provider, d.model);
             if let Some(base) = &d.api_base {
-                let _ = write!(line, " api_base={}", display_url(base));
+                let _ = write!(line, " api_base={}", public_url(base));
             }
             if d.api_key.is_some() {
                 line.push_str(" api_key=set");
@@ -666,18 +653,6 @@ mod tests {
             assert_eq!(back, Mode::parse(name));
         }
         assert_eq!(Mode::parse("image_edit"), Mode::Other("image_edit".into()));
-    }
-
-    #[test]
-    fn display_url_strips_credentials() {
-        assert_eq!(
-            display_url("https://user:pw@host:8080/v1?api-key=x#f"),
-            "https://host:8080/v1"
-        );
-        assert_eq!(
-            display_url("http://localhost:8000"),
-            "http://localhost:8000"
-        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 pub mod error;
 pub mod ids;
+pub mod url;
 pub mod usage;
 pub mod wire;
 

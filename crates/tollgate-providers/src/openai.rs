@@ -11,6 +11,7 @@ use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use tollgate_config::{Deployment, Env};
+use tollgate_core::url::public_url;
 use tollgate_core::wire::{Edit, JsonObject, json_string, splice};
 use tollgate_core::{GatewayError, UpstreamFailure, Usage};
 
@@ -133,22 +134,6 @@ impl Provider for OpenAiProvider {
     fn call(&self, call: Call) -> BoxFuture<Result<Reply, GatewayError>> {
         let inner = self.inner.clone();
         Box::pin(async move { inner.call(call).await })
-    }
-}
-
-/// A URL with any `user:password@` and query string removed (query strings can carry keys, e.g. `?key=`).
-pub fn public_url(url: &str) -> String {
-    let without_query = url.split(['?', '#']).next().unwrap_or(url);
-    match without_query.find("://") {
-        Some(s) => {
-            let rest = &without_query[s + 3..];
-            let host_end = rest.find('/').unwrap_or(rest.len());
-            match rest[..host_end].rfind('@') {
-                Some(at) => format!("{}://{}", &without_query[..s], &rest[at + 1..]),
-                None => without_query.to_string(),
-            }
-        }
-        None => without_query.to_string(),
     }
 }
 
@@ -674,16 +659,6 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "data: {\"id\":\"c\",\"model\":\"alias\",\"choices\":[],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2,\"total_tokens\":3}}\n\n"
         );
-    }
-
-    #[test]
-    fn public_url_drops_credentials_and_query() {
-        assert_eq!(
-            public_url("https://u:p@host:8443/v1?api-key=x"),
-            "https://host:8443/v1"
-        );
-        assert_eq!(public_url("http://127.0.0.1:9/v1"), "http://127.0.0.1:9/v1");
-        assert_eq!(public_url("http://host/a@b"), "http://host/a@b");
     }
 
     #[test]

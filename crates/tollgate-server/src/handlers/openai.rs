@@ -63,15 +63,6 @@ pub async fn embeddings_in_path(
     proxy(s, Endpoint::Embeddings, Some(m), req).await
 }
 
-fn route_name(e: Endpoint) -> &'static str {
-    match e {
-        Endpoint::ChatCompletions => "/chat/completions",
-        Endpoint::Completions => "/completions",
-        Endpoint::Embeddings => "/embeddings",
-        Endpoint::Responses => "/responses",
-    }
-}
-
 /// What the request body says, checked.
 struct Parsed {
     model: String,
@@ -182,7 +173,7 @@ async fn proxy(
     .unwrap_or(rt.default_timeout);
     let rec = RequestRecord {
         request_id: ctx.id.clone(),
-        route: route_name(endpoint),
+        route: endpoint.path(),
         model_group: route.group.to_string(),
         requested_model: parsed.model.clone(),
         deployment_id: d.id.clone(),
