@@ -175,6 +175,16 @@ struct FileSettings {
     header_read_timeout: Option<Duration>,
     graceful_shutdown_timeout: Option<Duration>,
     keepalive_timeout: Option<Duration>,
+    sqlite_path: Option<String>,
+    pool_limit: Option<u64>,
+    connection_timeout: Option<Duration>,
+    batch_write_interval: Option<Duration>,
+    batch_size: Option<u64>,
+    journal_path: Option<String>,
+    refresh_interval: Option<Duration>,
+    allow_requests_on_db_unavailable: Option<bool>,
+    skip_migrations: Option<bool>,
+    disable_reset_budget: Option<bool>,
     drop_params: Option<bool>,
     request_timeout: Option<Duration>,
     json_logs: Option<bool>,
@@ -207,6 +217,26 @@ impl FileSettings {
                 "tollgate_keepalive_timeout" => {
                     s.keepalive_timeout = convert::seconds(v, &path, diag, true);
                 }
+                "tollgate_database_path" => s.sqlite_path = convert::string(v, &path, diag),
+                "tollgate_spend_journal_path" => s.journal_path = convert::string(v, &path, diag),
+                "database_connection_pool_limit" => s.pool_limit = convert::whole(v, &path, diag),
+                "database_connection_timeout" => {
+                    s.connection_timeout = convert::seconds(v, &path, diag, false);
+                }
+                "proxy_batch_write_at" => {
+                    s.batch_write_interval = convert::seconds(v, &path, diag, false);
+                }
+                "tollgate_spend_batch_size" => s.batch_size = convert::whole(v, &path, diag),
+                "tollgate_accounts_refresh_interval" => {
+                    s.refresh_interval = convert::seconds(v, &path, diag, false);
+                }
+                "allow_requests_on_db_unavailable" => {
+                    s.allow_requests_on_db_unavailable = convert::boolean(v, &path, diag);
+                }
+                "disable_prisma_schema_update" => {
+                    s.skip_migrations = convert::boolean(v, &path, diag)
+                }
+                "disable_reset_budget" => s.disable_reset_budget = convert::boolean(v, &path, diag),
                 _ => {}
             }
         }
@@ -1028,6 +1058,43 @@ fn server(config: &mut Config, file: &FileSettings, env: &Env, o: &Overrides, di
                 .map(|(_, v)| Secret::new(v))
         })
         .or_else(|| file.database_url.clone());
+
+    let mut a = crate::types::AccountsSettings::default();
+    if let Some(p) = env
+        .first_non_empty(&["TOLLGATE_DATABASE_PATH"])
+        .map(|(_, v)| v)
+        .or_else(|| file.sqlite_path.clone())
+    {
+        a.sqlite_path = PathBuf::from(p);
+    }
+    if let Some(p) = env
+        .first_non_empty(&["TOLLGATE_SPEND_JOURNAL_PATH"])
+        .map(|(_, v)| v)
+        .or_else(|| file.journal_path.clone())
+    {
+        a.journal_path = PathBuf::from(p);
+    }
+    if let Some(n) = file.pool_limit {
+        a.pool_limit = n.clamp(1, u32::MAX as u64) as u32;
+    }
+    if let Some(d) = file.connection_timeout.filter(|d| !d.is_zero()) {
+        a.connection_timeout = d;
+    }
+    if let Some(d) = file.batch_write_interval.filter(|d| !d.is_zero()) {
+        a.batch_write_interval = d;
+    }
+    if let Some(n) = file.batch_size {
+        a.batch_size = n.max(1) as usize;
+    }
+    if let Some(d) = file.refresh_interval.filter(|d| !d.is_zero()) {
+        a.refresh_interval = d;
+    }
+    if let Some(b) = file.allow_requests_on_db_unavailable {
+        a.allow_requests_on_db_unavailable = b;
+    }
+    a.skip_migrations = o.skip_migrations || file.skip_migrations.unwrap_or(false);
+    a.disable_reset_budget = file.disable_reset_budget.unwrap_or(false);
+    config.accounts = a;
 }
 
 /// Where a TLS file setting came from, for messages.

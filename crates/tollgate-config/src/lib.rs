@@ -38,9 +38,9 @@ pub use env::Env;
 pub use error::{ConfigError, Location};
 pub use secret::Secret;
 pub use types::{
-    Config, DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_HOST,
-    DEFAULT_KEEPALIVE_TIMEOUT, DEFAULT_MAX_REQUEST_BODY_BYTES, DEFAULT_PORT, Deployment, Mode,
-    ModelInfo, Overrides, ServerSettings, TlsFiles,
+    AccountsSettings, Config, DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT,
+    DEFAULT_HOST, DEFAULT_KEEPALIVE_TIMEOUT, DEFAULT_MAX_REQUEST_BODY_BYTES, DEFAULT_PORT,
+    Deployment, Mode, ModelInfo, Overrides, ServerSettings, TlsFiles,
 };
 
 /// The config file to use: `cli` (`--config`), else `TOLLGATE_CONFIG_FILE_PATH`, else

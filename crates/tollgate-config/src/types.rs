@@ -31,6 +31,8 @@ pub struct Overrides {
     pub ssl_certfile_path: Option<PathBuf>,
     /// `--max_requests_before_restart`
     pub max_requests_before_restart: Option<u64>,
+    /// `--skip-migrations`
+    pub skip_migrations: bool,
     /// `--model`/`-m`: serve this one model (added to the file's `model_list`, if any).
     pub model: Option<String>,
     /// `--api_base` for `--model`.
@@ -53,6 +55,7 @@ impl fmt::Debug for Overrides {
                 "max_requests_before_restart",
                 &self.max_requests_before_restart,
             )
+            .field("skip_migrations", &self.skip_migrations)
             .field("model", &self.model)
             .field("api_base", &self.api_base)
             .finish()
@@ -76,6 +79,8 @@ pub struct Config {
     pub model_group_alias: BTreeMap<String, String>,
     /// Aliases written as `{model: ..., hidden: true}`: served, but not listed by `/v1/models`.
     pub hidden_model_group_aliases: BTreeSet<String>,
+    /// Database, spend writer and key cache settings.
+    pub accounts: AccountsSettings,
     /// `litellm_settings.drop_params`
     pub drop_params: bool,
     /// `router_settings.timeout`, else `litellm_settings.request_timeout`.
@@ -103,6 +108,7 @@ impl Default for Config {
             deployments: Vec::new(),
             model_group_alias: BTreeMap::new(),
             hidden_model_group_aliases: BTreeSet::new(),
+            accounts: AccountsSettings::default(),
             drop_params: false,
             request_timeout: None,
             json_logs: false,
@@ -127,6 +133,7 @@ impl fmt::Debug for Config {
                 "hidden_model_group_aliases",
                 &self.hidden_model_group_aliases,
             )
+            .field("accounts", &self.accounts)
             .field("drop_params", &self.drop_params)
             .field("request_timeout", &self.request_timeout)
             .field("json_logs", &self.json_logs)
@@ -138,6 +145,62 @@ impl fmt::Debug for Config {
                 &format_args!("[document not shown: it holds secrets]"),
             )
             .finish()
+    }
+}
+
+/// Database, spend writer and key cache settings (`general_settings`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccountsSettings {
+    /// The embedded SQLite file used when no `database_url` is set: `general_settings.tollgate_database_path`
+    /// / `TOLLGATE_DATABASE_PATH`; default `tollgate.db` in the working directory.
+    pub sqlite_path: PathBuf,
+    /// `database_connection_pool_limit`; default 10.
+    pub pool_limit: u32,
+    /// `database_connection_timeout` (seconds); default 5 s.
+    pub connection_timeout: Duration,
+    /// `proxy_batch_write_at` (seconds between spend writes); default 1 s.
+    pub batch_write_interval: Duration,
+    /// `tollgate_spend_batch_size`: rows that trigger a write early; default 1000.
+    pub batch_size: usize,
+    /// `tollgate_spend_journal_path`; default `tollgate-spend.journal` in the working directory.
+    pub journal_path: PathBuf,
+    /// `tollgate_accounts_refresh_interval` (seconds): how often changes made by other instances are
+    /// read; default 2 s.
+    pub refresh_interval: Duration,
+    /// `allow_requests_on_db_unavailable`; default true.
+    pub allow_requests_on_db_unavailable: bool,
+    /// `disable_prisma_schema_update` or `--skip-migrations`: check the schema version instead of
+    /// migrating.
+    pub skip_migrations: bool,
+    /// `disable_reset_budget`: no budget resets by this instance.
+    pub disable_reset_budget: bool,
+}
+
+impl Default for AccountsSettings {
+    fn default() -> Self {
+        AccountsSettings {
+            sqlite_path: PathBuf::from("tollgate.db"),
+            pool_limit: 10,
+            connection_timeout: Duration::from_secs(5),
+            batch_write_interval: Duration::from_secs(1),
+            batch_size: 1000,
+            journal_path: PathBuf::from("tollgate-spend.journal"),
+            refresh_interval: Duration::from_secs(2),
+            allow_requests_on_db_unavailable: true,
+            skip_migrations: false,
+            disable_reset_budget: false,
+        }
+    }
+}
+
+impl Config {
+    /// The database to use: `database_url`, else the embedded SQLite file.
+    #[must_use]
+    pub fn effective_database_url(&self) -> String {
+        match &self.database_url {
+            Some(u) => u.expose().to_owned(),
+            None => format!("sqlite://{}", self.accounts.sqlite_path.display()),
+        }
     }
 }
 

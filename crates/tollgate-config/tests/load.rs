@@ -178,8 +178,6 @@ fn litellm_docs_config_parses_with_typed_values() {
         config.unimplemented,
         [
             "general_settings.alerting",
-            "general_settings.database_connection_pool_limit",
-            "general_settings.proxy_batch_write_at",
             "litellm_settings.cache",
             "litellm_settings.cache_params",
             "litellm_settings.drop_params",

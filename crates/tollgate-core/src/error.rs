@@ -46,6 +46,14 @@ pub enum GatewayError {
         message: String,
         retry_after: Option<Duration>,
     },
+    /// A budget (key, user, team, organization, end user, or a per-model budget) is used up. LiteLLM's
+    /// error: "Budget has been exceeded!", type `budget_exceeded`, 429 (budgets are reserved at admission,
+    /// so this is a "not now", like a rate limit; `retry_after` is the time to the next reset, if any).
+    #[error("{message}")]
+    BudgetExceeded {
+        message: String,
+        retry_after: Option<Duration>,
+    },
     /// The upstream answered with an error status; 4xx statuses are passed through, 5xx become 502.
     #[error("{}", .0.message)]
     UpstreamStatus(Box<UpstreamFailure>),
@@ -123,7 +131,7 @@ impl GatewayError {
             NotFound(_) => StatusCode::NOT_FOUND,
             MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            RateLimited { .. } | BudgetExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
             UpstreamStatus(f) => match StatusCode::from_u16(f.status) {
                 Ok(s) if s.is_client_error() => s,
                 _ => StatusCode::BAD_GATEWAY,
@@ -149,6 +157,7 @@ impl GatewayError {
             Forbidden(_) => "permission_error",
             NotFound(_) => "not_found_error",
             RateLimited { .. } => "rate_limit_error",
+            BudgetExceeded { .. } => "budget_exceeded",
             UpstreamStatus(f) if f.status < 500 && f.error_type.is_some() => {
                 f.error_type.as_deref().unwrap_or("api_error")
             }
@@ -178,6 +187,7 @@ impl GatewayError {
             MethodNotAllowed(_) => Some("method_not_allowed"),
             PayloadTooLarge { .. } => Some("request_too_large"),
             RateLimited { .. } => Some("rate_limit_exceeded"),
+            BudgetExceeded { .. } => Some("budget_exceeded"),
             UpstreamStatus(f) => f.code.as_deref(),
             UpstreamTimeout { .. } => Some("upstream_timeout"),
             UpstreamUnreachable { .. } => Some("upstream_unreachable"),
@@ -201,6 +211,10 @@ impl GatewayError {
     pub fn retry_after(&self) -> Option<String> {
         match self {
             GatewayError::RateLimited {
+                retry_after: Some(d),
+                ..
+            }
+            | GatewayError::BudgetExceeded {
                 retry_after: Some(d),
                 ..
             } => Some(d.as_secs_f64().ceil().max(1.0).to_string()),

@@ -4,9 +4,12 @@
 
 pub mod error;
 pub mod ids;
+pub mod money;
+pub mod pricing;
 pub mod url;
 pub mod usage;
 pub mod wire;
 
 pub use error::{ErrorBody, GatewayError, UpstreamFailure};
+pub use money::Nanos;
 pub use usage::Usage;

@@ -152,6 +152,30 @@ impl<T> Router<T> {
     }
 }
 
+impl<T> Router<T> {
+    /// Like [`Router::route`], among the deployments `ok` accepts (e.g. those with rpm/tpm capacity left).
+    /// `None` when the name is unknown or no deployment is acceptable.
+    pub fn route_where<'a>(
+        &'a self,
+        model: &'a str,
+        ok: impl Fn(&Entry<T>) -> bool,
+    ) -> Option<Route<'a, T>> {
+        let (group, capture, idx) = self.candidates(model)?;
+        let allowed: Vec<usize> = idx
+            .iter()
+            .copied()
+            .filter(|&i| ok(&self.entries[i]))
+            .collect();
+        let i = pick_weighted(&allowed, |i| weight_of(&self.entries[i].deployment))?;
+        let entry = &self.entries[i];
+        Some(Route {
+            entry,
+            group,
+            upstream_model: upstream_model(&entry.deployment.model, capture),
+        })
+    }
+}
+
 /// The deployment's model with `*` replaced by the wildcard capture (or the capture itself for a bare `*`).
 fn upstream_model<'a>(deployment_model: &'a str, capture: Option<&'a str>) -> Cow<'a, str> {
     match capture {

@@ -1,12 +1,19 @@
-//! What the gateway learns from each LLM request (model, deployment, usage, timing, outcome), recorded when
-//! the response is complete — for a stream, when it ends or the client goes away.
+//! What the gateway learns from each LLM request (model, deployment, usage, cost, timing, outcome), recorded
+//! once when the response is complete — for a stream, when it ends or the client goes away: one log line,
+//! the admission settled (estimate replaced by the cost), and a spend row handed to the ledger.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
-use tollgate_core::Usage;
+use tollgate_accounts::{Admission, Counters};
+use tollgate_core::pricing::ModelPrice;
+use tollgate_core::{Nanos, Usage};
+use tollgate_store::SpendRow;
+
+use crate::state::AppState;
 
 /// One finished LLM request.
-#[derive(Debug, Clone)]
 pub struct RequestRecord {
     pub request_id: String,
     pub route: &'static str,
@@ -19,17 +26,49 @@ pub struct RequestRecord {
     pub status: u16,
     pub usage: Option<Usage>,
     pub start: Instant,
+    /// `start` as wall-clock ms.
+    pub start_ms: i64,
     pub upstream_latency: Duration,
     pub total_latency: Duration,
     /// Set when the client disconnected before a stream ended.
     pub client_disconnected: bool,
     pub error: Option<String>,
+    pub price: Option<Arc<ModelPrice>>,
+    /// The hold on the caller's limits; settled here.
+    pub admission: Option<Admission>,
+    /// The deployment's rpm/tpm counters, if it has limits.
+    pub deployment_limits: Option<Arc<Counters>>,
+    /// The request's `metadata` object (raw JSON), if any.
+    pub metadata: Option<String>,
+    /// The deployment's moving average cost, updated with this request's.
+    pub typical_cost: Arc<AtomicI64>,
 }
 
-/// Record a finished request. For now: one structured log line (the spend ledger builds on this).
-/// This runs once per request on the hot path: keep the field list short.
-pub fn record(r: &RequestRecord) {
+impl RequestRecord {
+    /// The cost of what the usage says (zero without usage or a price).
+    pub fn cost(&self) -> Nanos {
+        match (&self.price, &self.usage) {
+            (Some(p), Some(u)) => p.cost(u),
+            _ => Nanos::ZERO,
+        }
+    }
+}
+
+/// LiteLLM's `call_type` for a route (what its spend logs and reports show).
+fn call_type(route: &str) -> &str {
+    match route {
+        "/chat/completions" => "acompletion",
+        "/completions" => "atext_completion",
+        "/embeddings" => "aembedding",
+        "/responses" => "aresponses",
+        other => other,
+    }
+}
+
+/// Record a finished request. This runs once per request on the hot path: keep it lean.
+pub fn record(state: &AppState, r: &mut RequestRecord) {
     let u = r.usage.unwrap_or_default();
+    let cost = r.cost();
     tracing::info!(
         target: "tollgate::request",
         request_id = %r.request_id,
@@ -46,10 +85,69 @@ pub fn record(r: &RequestRecord) {
         cached_tokens = u.cached_tokens,
         reasoning_tokens = u.reasoning_tokens,
         usage_reported = r.usage.is_some(),
+        cost_usd = %cost,
         latency_ms = r.total_latency.as_secs_f64() * 1000.0,
         upstream_ms = r.upstream_latency.as_secs_f64() * 1000.0,
         client_disconnected = r.client_disconnected,
         error = r.error.as_deref(),
         "request completed"
     );
+    if cost.0 > 0 {
+        // An exponential moving average (1/8 weight for the newest): races between requests only blur it.
+        let seen = r.typical_cost.load(Ordering::Relaxed);
+        let next = if seen == 0 {
+            cost.0
+        } else {
+            seen - seen / 8 + cost.0 / 8
+        };
+        r.typical_cost.store(next, Ordering::Relaxed);
+    }
+    let now = tollgate_store::now_ms();
+    if let Some(c) = r.deployment_limits.take() {
+        c.settle(
+            &r.model_group,
+            Nanos::ZERO,
+            false,
+            Nanos::ZERO,
+            u.total_tokens,
+            now,
+        );
+    }
+    let Some(adm) = r.admission.take() else {
+        return;
+    };
+    let b = &adm.booking;
+    let tags = if b.tags.is_empty() {
+        "[]".to_string()
+    } else {
+        serde_json::to_string(&b.tags).unwrap_or_else(|_| "[]".into())
+    };
+    let row = SpendRow {
+        request_id: r.request_id.clone(),
+        api_key: b.api_key.clone(),
+        key_alias: b.key_alias.clone(),
+        user_id: b.user_id.clone(),
+        team_id: b.team_id.clone(),
+        organization_id: b.organization_id.clone(),
+        end_user: b.end_user.clone(),
+        model_group: r.model_group.clone(),
+        model: r.upstream_model.clone(),
+        deployment_id: r.deployment_id.clone(),
+        provider: r.provider.to_string(),
+        call_type: call_type(r.route).to_string(),
+        status: r.status as i64,
+        stream: r.stream,
+        prompt_tokens: u.prompt_tokens as i64,
+        completion_tokens: u.completion_tokens as i64,
+        total_tokens: u.total_tokens as i64,
+        cached_tokens: u.cached_tokens as i64,
+        reasoning_tokens: u.reasoning_tokens as i64,
+        spend: cost.0,
+        start_time: r.start_ms,
+        end_time: r.start_ms + r.total_latency.as_millis() as i64,
+        tags,
+        metadata: r.metadata.take().unwrap_or_else(|| "{}".into()),
+    };
+    adm.settle(cost, u.total_tokens);
+    state.accounts().record(row);
 }

@@ -7,10 +7,12 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tollgate_accounts::model::Limits;
+use tollgate_accounts::{Accounts, Counters};
 use tollgate_config::{Config, Env, Secret};
+use tollgate_core::pricing::{ModelPrice, PriceTable};
 use tollgate_providers::{BuildError, HttpClient, Provider};
 use tollgate_router::{Entry, Router};
-use tollgate_store::Store;
 
 /// A deployment's provider adapter with its response header values, built once per (re)load rather than
 /// per request.
@@ -20,17 +22,84 @@ pub struct Upstream {
     pub model_id: Option<http::HeaderValue>,
     /// `x-litellm-model-api-base` (credentials and query already removed by the provider)
     pub api_base: Option<http::HeaderValue>,
+    /// Prices: the config's `model_info` prices over the price table's entry (`base_model`, else the
+    /// upstream model). `None`: unknown model, cost 0 (logged once at start-up).
+    pub price: Option<Arc<ModelPrice>>,
+    /// The deployment's own `rpm`/`tpm` and their counters.
+    pub limits: Option<(Limits, Arc<Counters>)>,
+    /// Moving average of this deployment's request cost (nano-dollars; 0 until the first priced
+    /// request): the budget reservation of the next request.
+    pub typical_cost: Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl Upstream {
-    fn new(provider: Arc<dyn Provider>, id: &str) -> Self {
-        let model_id = http::HeaderValue::from_str(id).ok();
+    /// What to reserve against budgets for a request: the typical cost seen so far, else an upper-bound
+    /// guess from the body size and the completion limit.
+    pub fn estimate(&self, body_len: usize, max_tokens: Option<u64>) -> tollgate_core::Nanos {
+        let seen = self.typical_cost.load(std::sync::atomic::Ordering::Relaxed);
+        if seen > 0 {
+            return tollgate_core::Nanos(seen);
+        }
+        self.price.as_ref().map_or(tollgate_core::Nanos::ZERO, |p| {
+            p.cost(&tollgate_core::Usage {
+                prompt_tokens: body_len as u64 / 4,
+                completion_tokens: max_tokens.unwrap_or(256),
+                ..tollgate_core::Usage::default()
+            })
+        })
+    }
+}
+
+impl Upstream {
+    fn new(provider: Arc<dyn Provider>, d: &tollgate_config::Deployment) -> Self {
+        let model_id = http::HeaderValue::from_str(&d.id).ok();
         let api_base = http::HeaderValue::from_str(provider.api_base()).ok();
+        let limits = (d.rpm.is_some() || d.tpm.is_some()).then(|| {
+            (
+                Limits {
+                    rpm_limit: d.rpm,
+                    tpm_limit: d.tpm,
+                    ..Limits::default()
+                },
+                Arc::new(Counters::default()),
+            )
+        });
         Upstream {
             provider,
             model_id,
             api_base,
+            price: price_of(d).map(Arc::new),
+            limits,
+            typical_cost: Arc::default(),
         }
+    }
+}
+
+/// A deployment's prices: `model_info.input/output_cost_per_token` override the table's entry for
+/// `model_info.base_model` (else the upstream model), as in LiteLLM.
+pub fn price_of(d: &tollgate_config::Deployment) -> Option<ModelPrice> {
+    let table = PriceTable::embedded();
+    let looked_up = d
+        .model_info
+        .base_model
+        .as_deref()
+        .and_then(|b| {
+            let (p, m) = b.split_once('/').unwrap_or((d.provider.as_str(), b));
+            table.lookup(p, m).or_else(|| table.lookup(&d.provider, b))
+        })
+        .or_else(|| table.lookup(&d.provider, &d.model))
+        .cloned();
+    let (input, output) = (
+        d.model_info.input_cost_per_token,
+        d.model_info.output_cost_per_token,
+    );
+    match looked_up {
+        Some(p) => Some(p.with_overrides(input, output)),
+        None if input.is_some() || output.is_some() => Some(ModelPrice::from_prices(
+            input.unwrap_or_default(),
+            output.unwrap_or_default(),
+        )),
+        None => None,
     }
 }
 
@@ -57,7 +126,7 @@ impl Runtime {
             match tollgate_providers::build(d, &env, client) {
                 Ok(p) => entries.push(Entry {
                     deployment: d.clone(),
-                    target: Upstream::new(p, &d.id),
+                    target: Upstream::new(p, d),
                 }),
                 Err(e) => errors.push(e),
             }
@@ -88,7 +157,8 @@ pub struct AppState(Arc<Shared>);
 pub struct Shared {
     pub runtime: ArcSwap<Runtime>,
     pub client: HttpClient,
-    pub store: Option<Store>,
+    /// Keys, users, teams, budgets, limits and the spend ledger (on the configured database).
+    pub accounts: Arc<Accounts>,
     /// Background work; shutdown waits for it.
     pub tasks: TaskTracker,
     /// Cancelled when shutdown begins.
@@ -103,7 +173,7 @@ impl AppState {
     pub fn new(
         runtime: Runtime,
         client: HttpClient,
-        store: Option<Store>,
+        accounts: Arc<Accounts>,
         tasks: TaskTracker,
         shutdown: CancellationToken,
     ) -> Self {
@@ -111,7 +181,7 @@ impl AppState {
         AppState(Arc::new(Shared {
             runtime: ArcSwap::from_pointee(runtime),
             client,
-            store,
+            accounts,
             tasks,
             shutdown,
             started: Instant::now(),
@@ -122,6 +192,10 @@ impl AppState {
 
     pub fn runtime(&self) -> arc_swap::Guard<Arc<Runtime>> {
         self.0.runtime.load()
+    }
+
+    pub fn accounts(&self) -> &Accounts {
+        &self.0.accounts
     }
 
     pub fn shared(&self) -> &Shared {

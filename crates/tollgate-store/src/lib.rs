@@ -1,5 +1,12 @@
-//! Storage: the only crate that talks SQL. For now: connecting to PostgreSQL or SQLite and checking the
-//! connection; keys, budgets and spend build on this.
+//! Storage: the only crate that talks SQL — connection (PostgreSQL or SQLite), embedded migrations, the
+//! entity tables (keys, users, teams, organizations, end users, budgets), spend logs and daily aggregates.
+
+pub mod entities;
+pub mod migrate;
+pub mod spend;
+
+pub use entities::{EntityKind, EntityRow, ListFilter};
+pub use spend::{SpendDelta, SpendLogFilter, SpendRow};
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -25,6 +32,56 @@ pub enum StoreError {
     },
     #[error("database query failed: {0}")]
     Query(String),
+    /// The database did not answer (connection lost or refused, pool exhausted): try again later.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("a row with this id already exists")]
+    Conflict,
+    #[error("database migration failed: {0}")]
+    Migrate(String),
+    #[error(
+        "the database schema is at version {found}, this build needs {expected} (run `tollgate migrate`, or start without --skip-migrations)"
+    )]
+    SchemaVersion { found: i64, expected: i64 },
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        if let sqlx::Error::Database(d) = &e
+            && d.is_unique_violation()
+        {
+            return StoreError::Conflict;
+        }
+        match e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()),
+            _ => StoreError::Query(e.to_string()),
+        }
+    }
+}
+
+/// Run the same statement code against whichever pool the store holds (the SQL is written once, in the
+/// dialect both PostgreSQL and SQLite accept: `$N` placeholders in ascending order of first use).
+macro_rules! with_pool {
+    ($store:expr, $p:ident => $body:expr) => {
+        match $store {
+            $crate::Store::Postgres($p) => $body,
+            $crate::Store::Sqlite($p) => $body,
+        }
+    };
+}
+pub(crate) use with_pool;
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 impl StoreError {
@@ -107,9 +164,14 @@ impl Store {
                 Ok(store)
             }
             "sqlite" => {
+                // WAL: readers (management API) never block the spend writer; NORMAL sync is durable
+                // across process crashes (the journal is fsynced at checkpoints).
                 let connect = SqliteConnectOptions::from_str(url)
                     .map_err(|e| StoreError::InvalidUrl(e.to_string()))?
-                    .create_if_missing(true);
+                    .create_if_missing(true)
+                    .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                    .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(10));
                 let pool = SqlitePoolOptions::new()
                     .max_connections(opts.max_connections)
                     .acquire_timeout(opts.connect_timeout)

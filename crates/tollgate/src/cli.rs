@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{ArgAction, Parser};
+use clap::{ArgAction, Parser, Subcommand};
 use tollgate_config::Overrides;
 
 /// tollgate: an OpenAI-compatible LLM gateway that runs your LiteLLM proxy config.yaml unchanged.
@@ -100,6 +100,21 @@ pub struct Cli {
     /// Do everything up to binding the port (config, database), then exit 0
     #[arg(long = "skip_server_startup", visible_alias = "skip-server-startup")]
     pub skip_server_startup: bool,
+
+    /// Do not apply database migrations at start-up; check that the schema is current instead (as
+    /// general_settings.disable_prisma_schema_update)
+    #[arg(long = "skip-migrations", visible_alias = "skip_migrations")]
+    pub skip_migrations: bool,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply the database migrations (config's database_url, else the embedded SQLite file) and exit
+    Migrate,
 }
 
 impl Cli {
@@ -113,6 +128,7 @@ impl Cli {
             ssl_keyfile_path: self.ssl_keyfile_path.clone(),
             ssl_certfile_path: self.ssl_certfile_path.clone(),
             max_requests_before_restart: self.max_requests_before_restart,
+            skip_migrations: self.skip_migrations,
             model: self.model.clone(),
             api_base: self.api_base.clone(),
             ..Overrides::default()
@@ -176,6 +192,15 @@ mod tests {
         assert!(Cli::try_parse_from(["tollgate", "--port", "99999"]).is_err());
         assert!(Cli::try_parse_from(["tollgate", "--num_workers", "many"]).is_err());
         assert!(Cli::try_parse_from(["tollgate", "--no-such-flag"]).is_err());
+    }
+
+    #[test]
+    fn migrate_subcommand_and_skip_flag() {
+        let c = Cli::try_parse_from(["tollgate", "--config", "c.yaml", "migrate"]).unwrap();
+        assert!(matches!(c.command, Some(Command::Migrate)));
+        let c = Cli::try_parse_from(["tollgate", "--skip-migrations"]).unwrap();
+        assert!(c.skip_migrations && c.overrides().skip_migrations);
+        assert!(c.command.is_none());
     }
 
     #[test]

@@ -7,10 +7,11 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tollgate_accounts::{Accounts, LedgerOptions, Settings};
 use tollgate_config::{Config, ConfigError, Env};
 use tollgate_providers::HttpClient;
 use tollgate_server::{AppState, ListenerOptions, Runtime};
-use tollgate_store::{PoolOptions, Store};
+use tollgate_store::{PoolOptions, Store, StoreError};
 
 use crate::cli::Cli;
 
@@ -22,6 +23,8 @@ pub mod exit {
     pub const UNAVAILABLE: u8 = 69;
     /// The port cannot be bound (taken, no permission). EX_OSERR.
     pub const BIND: u8 = 71;
+    /// The database schema cannot be migrated or is not the version this build needs. EX_DATAERR.
+    pub const SCHEMA: u8 = 65;
     /// Runtime could not be created, or a client command (--health/--test) failed.
     pub const FAILURE: u8 = 1;
 }
@@ -75,6 +78,18 @@ pub fn run(cli: Cli) -> ExitCode {
     if cli.validate_config {
         say(&config.summary());
         return ExitCode::SUCCESS;
+    }
+    if matches!(cli.command, Some(crate::cli::Command::Migrate)) {
+        return match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt.block_on(migrate_only(&config)),
+            Err(e) => {
+                eprintln!("tollgate: cannot start the async runtime: {e}");
+                ExitCode::from(exit::FAILURE)
+            }
+        };
     }
 
     // Logging: flags win over the environment (RUST_LOG / LITELLM_LOG), which wins over the file; the
@@ -156,26 +171,25 @@ async fn serve(
         );
     }
 
-    // Database: if one is configured it must be reachable before we accept traffic.
-    let store = match &config.database_url {
-        None => None,
-        Some(url) => match Store::connect(url.expose(), PoolOptions::default()).await {
-            Ok(s) => {
-                tracing::info!(kind = s.kind(), "database connected");
-                Some(s)
-            }
-            Err(e) => {
-                eprintln!("tollgate: database error: {e}");
-                // A URL we cannot use is a configuration problem; a server we cannot reach is not.
-                let code = if e.is_config_problem() {
-                    exit::CONFIG
-                } else {
-                    exit::UNAVAILABLE
-                };
-                return ExitCode::from(code);
-            }
-        },
+    // Database (the configured one, else the embedded SQLite file): reachable and migrated (or checked)
+    // before we accept traffic; then the accounts view is loaded from it.
+    let store = match open_database(&config, !config.accounts.skip_migrations).await {
+        Ok(s) => s,
+        Err(code) => return code,
     };
+    let accounts = match Accounts::load(store.clone(), accounts_settings(&config)).await {
+        Ok(a) => Arc::new(a),
+        Err(e) => {
+            eprintln!("tollgate: database error: cannot load keys and budgets: {e}");
+            return ExitCode::from(exit::UNAVAILABLE);
+        }
+    };
+    tracing::info!(
+        keys = accounts.keys.len(),
+        users = accounts.users.len(),
+        teams = accounts.teams.len(),
+        "accounts loaded"
+    );
 
     let tls = match &config.server.tls {
         None => None,
@@ -190,9 +204,7 @@ async fn serve(
 
     if cli.skip_server_startup {
         tracing::info!("--skip_server_startup: start-up checks passed; not serving");
-        if let Some(s) = &store {
-            s.close().await;
-        }
+        store.close().await;
         return ExitCode::SUCCESS;
     }
 
@@ -222,10 +234,22 @@ async fn serve(
 
     let tasks = TaskTracker::new();
     let shutdown = CancellationToken::new();
+    // Background jobs (spend writer, accounts refresh, budget resets) have their own tracker and token:
+    // they must outlive the request drain, so the last requests' spend is still written.
+    let jobs = TaskTracker::new();
+    let jobs_stop = CancellationToken::new();
+    {
+        let a = accounts.clone();
+        let stop = jobs_stop.clone();
+        jobs.spawn(async move { a.run_ledger(stop).await });
+        let a = accounts.clone();
+        let stop = jobs_stop.clone();
+        jobs.spawn(async move { a.run_jobs(stop).await });
+    }
     let state = AppState::new(
         runtime,
         client,
-        store.clone(),
+        accounts.clone(),
         tasks.clone(),
         shutdown.clone(),
     );
@@ -258,11 +282,99 @@ async fn serve(
     if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
         tracing::warn!("grace period over with requests still in flight; exiting");
     }
-    if let Some(s) = &store {
-        s.close().await;
-    }
+    // Every request has been recorded: stop the jobs, then write what the ledger still holds (or journal
+    // it, if the database is gone).
+    jobs_stop.cancel();
+    jobs.close();
+    jobs.wait().await;
+    accounts
+        .close_ledger(std::time::Duration::from_secs(10))
+        .await;
+    store.close().await;
     tracing::info!("shutdown complete");
     ExitCode::SUCCESS
+}
+
+fn accounts_settings(config: &Config) -> Settings {
+    let a = &config.accounts;
+    Settings {
+        refresh_interval: a.refresh_interval,
+        ledger: LedgerOptions {
+            interval: a.batch_write_interval,
+            batch_size: a.batch_size,
+            journal: a.journal_path.clone(),
+            ..LedgerOptions::default()
+        },
+        allow_requests_on_db_unavailable: a.allow_requests_on_db_unavailable,
+        reset_budgets: !a.disable_reset_budget,
+    }
+}
+
+/// Connect to the database and migrate it (or check its schema). On failure: the message is printed and
+/// the exit code returned.
+async fn open_database(config: &Config, migrate: bool) -> Result<Store, ExitCode> {
+    let url = config.effective_database_url();
+    let opts = PoolOptions {
+        max_connections: config.accounts.pool_limit,
+        connect_timeout: config.accounts.connection_timeout,
+    };
+    let store = match Store::connect(&url, opts).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("tollgate: database error: {e}");
+            // A URL we cannot use is a configuration problem; a server we cannot reach is not.
+            let code = if e.is_config_problem() {
+                exit::CONFIG
+            } else {
+                exit::UNAVAILABLE
+            };
+            return Err(ExitCode::from(code));
+        }
+    };
+    let checked = if migrate {
+        store.migrate().await.map(|v| {
+            tracing::info!(
+                kind = store.kind(),
+                schema_version = v,
+                "database connected and migrated"
+            );
+        })
+    } else {
+        store.check_schema().await.map(|()| {
+            tracing::info!(
+                kind = store.kind(),
+                "database connected; migrations skipped, schema is current"
+            );
+        })
+    };
+    match checked {
+        Ok(()) => Ok(store),
+        Err(e) => {
+            eprintln!("tollgate: database error: {e}");
+            let code = match e {
+                StoreError::Migrate(_) | StoreError::SchemaVersion { .. } => exit::SCHEMA,
+                _ => exit::UNAVAILABLE,
+            };
+            store.close().await;
+            Err(ExitCode::from(code))
+        }
+    }
+}
+
+/// `tollgate migrate`: apply the migrations and exit.
+async fn migrate_only(config: &Config) -> ExitCode {
+    match open_database(config, true).await {
+        Ok(store) => {
+            say(&format!(
+                "tollgate: {} database migrated to schema version {}",
+                store.kind(),
+                tollgate_store::migrate::latest_version()
+            ));
+            store.close().await;
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
 }
 
 /// Cancel `shutdown` on SIGTERM or SIGINT (or when something else cancels it).

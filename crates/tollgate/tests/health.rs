@@ -57,7 +57,9 @@ async fn liveness_and_readiness_need_no_auth() {
     r.expect_status(200);
     let v = r.json();
     assert_eq!(v["status"], "healthy", "{v}");
-    assert_eq!(v["db"], "Not connected", "{v}");
+    // The embedded SQLite database is always there.
+    assert_eq!(v["db"], "connected", "{v}");
+    assert_eq!(v["db_kind"], "sqlite", "{v}");
     assert!(v["tollgate_version"].is_string());
 
     // None of them probes the upstream.

@@ -28,15 +28,13 @@ pub async fn liveliness() -> Response {
 }
 
 pub async fn readiness(State(state): State<AppState>) -> Response {
-    let (db, ok) = match &state.shared().store {
-        None => ("Not connected", true),
-        Some(store) => match store.ping().await {
-            Ok(()) => ("connected", true),
-            Err(e) => {
-                tracing::warn!(error = %e, "readiness: database ping failed");
-                ("disconnected", false)
-            }
-        },
+    let accounts = state.accounts();
+    let (db, ok) = match accounts.store.ping().await {
+        Ok(()) => ("connected", true),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness: database ping failed");
+            ("disconnected", false)
+        }
     };
     let shutting_down = state.shared().shutdown.is_cancelled();
     let status = if ok && !shutting_down {
@@ -57,6 +55,8 @@ pub async fn readiness(State(state): State<AppState>) -> Response {
         "tollgate_version": VERSION,
         "success_callbacks": [],
         "shutting_down": shutting_down,
+        "db_kind": accounts.store.kind(),
+        "spend_rows_buffered": accounts.ledger.buffered(),
     });
     (code, Json(body)).into_response()
 }

@@ -1,5 +1,6 @@
 //! Request handlers, one module per family of routes.
 
 pub mod health;
+pub mod manage;
 pub mod models;
 pub mod openai;

@@ -13,21 +13,23 @@ use bytes::Bytes;
 use futures_util::Stream;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{HeaderMap, StatusCode};
-use tollgate_core::GatewayError;
+use tollgate_accounts::Principal;
 use tollgate_core::wire::JsonObject;
+use tollgate_core::{GatewayError, Nanos};
 use tollgate_providers::{Call, ChunkStream, Endpoint, Reply, StreamOutcome};
 
 use crate::error::ApiError;
 use crate::extract::read_body;
 use crate::middleware::context::{Recorded, RequestContext};
 use crate::record::{RequestRecord, record};
-use crate::state::AppState;
+use crate::state::{AppState, Runtime};
 
 pub const X_MODEL_ID: HeaderName = HeaderName::from_static("x-litellm-model-id");
 pub const X_MODEL_API_BASE: HeaderName = HeaderName::from_static("x-litellm-model-api-base");
 pub const X_OVERHEAD_MS: HeaderName = HeaderName::from_static("x-litellm-overhead-duration-ms");
 pub const X_RESPONSE_DURATION_MS: HeaderName =
     HeaderName::from_static("x-litellm-response-duration-ms");
+pub const X_RESPONSE_COST: HeaderName = HeaderName::from_static("x-litellm-response-cost");
 
 pub async fn chat_completions(State(s): State<AppState>, req: Request) -> Response {
     proxy(s, Endpoint::ChatCompletions, None, req).await
@@ -68,7 +70,17 @@ struct Parsed {
     model: String,
     stream: bool,
     client_wants_usage: bool,
+    /// The `user` field: the end user (LiteLLM "customer") budgets and spend are booked to.
+    user: Option<String>,
+    /// `max_tokens` / `max_completion_tokens` / `max_output_tokens`, for the budget estimate.
+    max_tokens: Option<u64>,
+    /// The `metadata` object as sent (kept for the spend log), and its `tags`.
+    metadata: Option<String>,
+    tags: Vec<String>,
 }
+
+/// Largest `metadata` kept in a spend row.
+const MAX_METADATA_BYTES: usize = 8 * 1024;
 
 fn parse_request(
     body: &[u8],
@@ -115,10 +127,34 @@ fn parse_request(
                 .unwrap_or(false)
         }
     };
+    let user = obj
+        .get_str("user")
+        .map_err(|_| GatewayError::invalid_param("user", "`user` must be a string"))?
+        .filter(|u| !u.is_empty())
+        .map(|u| u.into_owned());
+    let max_tokens = ["max_tokens", "max_completion_tokens", "max_output_tokens"]
+        .iter()
+        .find_map(|k| obj.get(k).and_then(|r| r.get().parse::<u64>().ok()));
+    let (metadata, tags) = match obj.get("metadata").filter(|r| r.get().starts_with('{')) {
+        None => (None, Vec::new()),
+        Some(raw) => {
+            let tags = JsonObject::parse_str(raw.get())
+                .ok()
+                .and_then(|m| m.get("tags").map(|t| t.get().to_owned()))
+                .and_then(|t| serde_json::from_str::<Vec<String>>(&t).ok())
+                .unwrap_or_default();
+            let kept = (raw.get().len() <= MAX_METADATA_BYTES).then(|| raw.get().to_owned());
+            (kept, tags)
+        }
+    };
     Ok(Parsed {
         model,
         stream,
         client_wants_usage,
+        user,
+        max_tokens,
+        metadata,
+        tags,
     })
 }
 
@@ -135,35 +171,120 @@ async fn proxy(
         .unwrap_or_else(|| RequestContext {
             id: tollgate_core::ids::new_request_id(),
             start: Instant::now(),
+            start_ms: tollgate_store::now_ms(),
         });
+    let principal = req
+        .extensions()
+        .get::<Principal>()
+        .cloned()
+        .unwrap_or(Principal::Open);
     let (parts, body) = req.into_parts();
     let rt = state.runtime();
     let bytes = match read_body(&parts.headers, body, rt.body_limit).await {
         Ok(b) => b,
         Err(e) => return ApiError(e).into_response(),
     };
-    let parsed = match parse_request(&bytes, endpoint, path_model) {
+    let mut parsed = match parse_request(&bytes, endpoint, path_model) {
         Ok(p) => p,
         Err(GatewayError::ModelNotFound {
             requested: None, ..
         }) => {
             return ApiError(GatewayError::ModelNotFound {
                 requested: None,
-                available: rt.router.model_names(),
+                available: visible_models(&state, &rt, &principal),
             })
             .into_response();
         }
         Err(e) => return ApiError(e).into_response(),
     };
-    let Some(route) = rt.router.route(&parsed.model) else {
+    let accounts = state.accounts();
+    // The key's (or its team's) alias for the model, then the router's names.
+    let target = accounts
+        .alias_for(&principal, &parsed.model)
+        .unwrap_or_else(|| parsed.model.clone());
+    let Some((group, _, idx)) = rt.router.candidates(&target) else {
         return ApiError(GatewayError::ModelNotFound {
             requested: Some(parsed.model),
-            available: rt.router.model_names(),
+            available: visible_models(&state, &rt, &principal),
+        })
+        .into_response();
+    };
+    let access_groups = access_groups_of(&rt, idx);
+    if !accounts.may_use_model(&principal, group, &access_groups)
+        && !accounts.may_use_model(&principal, &parsed.model, &access_groups)
+    {
+        let allowed = principal
+            .key()
+            .map(|k| k.models.join(", "))
+            .unwrap_or_default();
+        return ApiError(GatewayError::Unauthorized(format!(
+            "Authentication Error, key not allowed to access model. This key can only access models=[{allowed}]. Tried to access {}",
+            parsed.model
+        )))
+        .into_response();
+    }
+    // A deployment with rpm/tpm capacity left (deployments without limits always have it).
+    let now = tollgate_store::now_ms();
+    let Some(route) = rt.router.route_where(&target, |e| {
+        e.target
+            .limits
+            .as_ref()
+            .is_none_or(|(l, c)| c.has_capacity(l, now))
+    }) else {
+        return ApiError(GatewayError::RateLimited {
+            message: format!(
+                "No deployment of model={group} has capacity left: every deployment is at its rpm/tpm limit"
+            ),
+            retry_after: Some(Duration::from_millis((60_000 - now.rem_euclid(60_000)).max(1) as u64)),
         })
         .into_response();
     };
     let d = &route.entry.deployment;
     let upstream = &route.entry.target;
+    let estimate = upstream.estimate(bytes.len(), parsed.max_tokens);
+    let mut tags = std::mem::take(&mut parsed.tags);
+    if let Some(k) = principal.key() {
+        tags.extend(k.tags.iter().cloned());
+    }
+    let admission = match accounts.admit(
+        &principal,
+        route.group,
+        parsed.user.as_deref(),
+        estimate,
+        tags,
+    ) {
+        Ok(a) => a,
+        Err(e) => return ApiError(e).into_response(),
+    };
+    let deployment_limits = match &upstream.limits {
+        None => None,
+        Some((limits, counters)) => {
+            let ask = tollgate_accounts::counters::Ask {
+                limits,
+                model_budget: None,
+                model: route.group,
+                estimate: Nanos::ZERO,
+                now_ms: now,
+            };
+            if let Err(refusal) = counters.try_acquire(&ask) {
+                // Taken by a concurrent request since the router looked.
+                let retry_after = match refusal {
+                    tollgate_accounts::Refusal::Rpm { retry_after, .. }
+                    | tollgate_accounts::Refusal::Tpm { retry_after, .. } => Some(retry_after),
+                    _ => None,
+                };
+                return ApiError(GatewayError::RateLimited {
+                    message: format!(
+                        "Deployment {} of model={group} is at its rpm/tpm limit",
+                        d.id
+                    ),
+                    retry_after,
+                })
+                .into_response();
+            }
+            Some(counters.clone())
+        }
+    };
     let provider = upstream.provider.clone();
     let timeout = if parsed.stream {
         d.stream_timeout.or(d.timeout)
@@ -171,6 +292,8 @@ async fn proxy(
         d.timeout
     }
     .unwrap_or(rt.default_timeout);
+    let mut headers = HeaderMap::new();
+    rate_limit_headers(&mut headers, &admission.remaining);
     let rec = RequestRecord {
         request_id: ctx.id.clone(),
         route: endpoint.path(),
@@ -183,10 +306,16 @@ async fn proxy(
         status: 200,
         usage: None,
         start: ctx.start,
+        start_ms: ctx.start_ms,
         upstream_latency: Duration::ZERO,
         total_latency: Duration::ZERO,
         client_disconnected: false,
         error: None,
+        price: upstream.price.clone(),
+        typical_cost: upstream.typical_cost.clone(),
+        admission: Some(admission),
+        deployment_limits,
+        metadata: parsed.metadata.take(),
     };
     let call = Call {
         endpoint,
@@ -198,7 +327,6 @@ async fn proxy(
         request_id: ctx.id.clone(),
         timeout,
     };
-    let mut headers = HeaderMap::new();
     if let Some(v) = &upstream.model_id {
         headers.insert(X_MODEL_ID, v.clone());
     }
@@ -210,9 +338,9 @@ async fn proxy(
     let upstream_start = Instant::now();
     // If the client goes away while the upstream is working, this future is dropped here: the guard then
     // records the request (once), as an abandoned stream is.
-    let mut pending = PendingRecord(Some(rec));
+    let mut pending = PendingRecord(Some((rec, state.clone())));
     let result = provider.call(call).await;
-    let Some(mut rec) = pending.0.take() else {
+    let Some((mut rec, _)) = pending.0.take() else {
         return ApiError(GatewayError::Internal(
             "request record already taken".into(),
         ))
@@ -226,7 +354,7 @@ async fn proxy(
             rec.status = err.status().as_u16();
             rec.error = Some(err.to_string());
             rec.total_latency = ctx.start.elapsed();
-            record(&rec);
+            record(&state, &mut rec);
             let mut resp = ApiError(err).into_response();
             resp.headers_mut().extend(headers);
             resp.extensions_mut().insert(Recorded);
@@ -236,7 +364,10 @@ async fn proxy(
             rec.usage = usage;
             rec.total_latency = ctx.start.elapsed();
             headers.insert(X_RESPONSE_DURATION_MS, ms_header(rec.total_latency));
-            record(&rec);
+            if let Ok(v) = HeaderValue::from_str(&rec.cost().to_string()) {
+                headers.insert(X_RESPONSE_COST, v);
+            }
+            record(&state, &mut rec);
             let mut resp = (StatusCode::OK, body).into_response();
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             resp.headers_mut().extend(headers);
@@ -249,6 +380,7 @@ async fn proxy(
             let body = Body::from_stream(RecordingStream {
                 inner: stream,
                 record: Some(rec),
+                state,
             });
             let mut resp = (StatusCode::OK, body).into_response();
             resp.headers_mut().extend(headers);
@@ -258,17 +390,52 @@ async fn proxy(
     }
 }
 
+/// The model names this caller may use (for "model not found" messages).
+fn visible_models(state: &AppState, rt: &Runtime, p: &Principal) -> Vec<String> {
+    crate::handlers::models::visible(state, rt, p)
+}
+
+/// `model_info.access_groups` of a group's deployments.
+pub(crate) fn access_groups_of(rt: &Runtime, idx: &[usize]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for &i in idx {
+        if let Some(e) = rt.router.entries().get(i) {
+            for g in &e.deployment.model_info.access_groups {
+                if !out.contains(g) {
+                    out.push(g.clone());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `x-ratelimit-{limit,remaining}-{requests,tokens}` from the tightest limit that applied.
+fn rate_limit_headers(h: &mut HeaderMap, r: &tollgate_accounts::Remaining) {
+    let mut put = |name: &'static str, v: u64| {
+        h.insert(HeaderName::from_static(name), HeaderValue::from(v));
+    };
+    if let Some((limit, left)) = r.requests {
+        put("x-ratelimit-limit-requests", limit);
+        put("x-ratelimit-remaining-requests", left);
+    }
+    if let Some((limit, left)) = r.tokens {
+        put("x-ratelimit-limit-tokens", limit);
+        put("x-ratelimit-remaining-tokens", left);
+    }
+}
+
 /// Holds the record while the upstream call is pending; records it as abandoned if dropped still holding it.
-struct PendingRecord(Option<RequestRecord>);
+struct PendingRecord(Option<(RequestRecord, AppState)>);
 
 impl Drop for PendingRecord {
     fn drop(&mut self) {
-        if let Some(mut rec) = self.0.take() {
+        if let Some((mut rec, state)) = self.0.take() {
             rec.total_latency = rec.start.elapsed();
             rec.client_disconnected = true;
             rec.status = 499;
             rec.error = Some("client disconnected before the upstream answered".into());
-            record(&rec);
+            record(&state, &mut rec);
         }
     }
 }
@@ -283,6 +450,7 @@ fn ms_header(d: Duration) -> HeaderValue {
 struct RecordingStream {
     inner: ChunkStream,
     record: Option<RequestRecord>,
+    state: AppState,
 }
 
 impl RecordingStream {
@@ -296,7 +464,7 @@ impl RecordingStream {
                 rec.error = Some(e);
                 rec.status = outcome.error_status().unwrap_or(502);
             }
-            record(&rec);
+            record(&self.state, &mut rec);
         }
     }
 }

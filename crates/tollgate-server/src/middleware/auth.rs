@@ -1,11 +1,14 @@
 //! Authentication for every route not on the explicit allowlist (`routes::UNAUTHENTICATED_ROUTES`): the master
-//! key as `Authorization: Bearer`, `api-key` (Azure SDKs) or `x-litellm-api-key`, compared in constant time.
+//! key (compared in constant time) or a virtual key (looked up in memory, the database on a miss), presented
+//! as `Authorization: Bearer`, `api-key` (Azure SDKs), `x-api-key` (Anthropic SDKs) or `x-litellm-api-key`.
+//! Authorization (roles, model access) is decided where the action is: handlers and `admission`.
 
-use axum::extract::Request;
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
 use subtle::ConstantTimeEq;
 use tollgate_core::GatewayError;
+
+use tollgate_accounts::Principal;
 
 use crate::routes::is_unauthenticated;
 use crate::state::AppState;
@@ -24,7 +27,7 @@ pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
             return Some(token);
         }
     }
-    ["api-key", "x-litellm-api-key"]
+    ["api-key", "x-api-key", "x-litellm-api-key"]
         .iter()
         .find_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()))
         .map(str::trim)
@@ -36,23 +39,32 @@ pub fn secret_eq(a: &str, b: &str) -> bool {
     a.as_bytes().ct_eq(b.as_bytes()).into()
 }
 
-/// Check the request's credentials. `Ok` when the route is on the allowlist, no master key is configured,
-/// or the presented key matches; otherwise the 401 to send.
-pub fn check(state: &AppState, req: &Request) -> Result<(), GatewayError> {
-    if is_unauthenticated(req.uri().path()) {
-        return Ok(());
+/// Who the request is from. `Ok(Principal::Open)` when the route is on the allowlist or no master key is
+/// configured and no virtual key is presented; otherwise the master key, a valid virtual key, or the 401.
+pub async fn check(
+    state: &AppState,
+    path: &str,
+    headers: &HeaderMap,
+) -> Result<Principal, GatewayError> {
+    if is_unauthenticated(path) {
+        return Ok(Principal::Open);
     }
     let rt = state.runtime();
-    let Some(master) = rt.master_key.as_ref() else {
-        return Ok(());
-    };
-    match presented_key(req.headers()) {
-        Some(k) if secret_eq(k, master.expose()) => Ok(()),
-        Some(_) => Err(GatewayError::Unauthorized(
-            "Authentication Error: invalid API key. Pass a valid key as `Authorization: Bearer <key>`.".into(),
-        )),
-        None => Err(GatewayError::Unauthorized(
-            "Authentication Error: no API key passed. Pass one as `Authorization: Bearer <key>`.".into(),
+    let presented = presented_key(headers);
+    let master = rt.master_key.as_ref().map(|m| m.expose().to_owned());
+    drop(rt);
+    match (presented, master) {
+        (Some(k), Some(m)) if secret_eq(k, &m) => Ok(Principal::Master),
+        (Some(k), master) => match state.accounts().authenticate(k).await {
+            Ok(entry) => Ok(Principal::Key(entry)),
+            // Without a master key everything is open; a key that is not a virtual key is ignored.
+            Err(GatewayError::Unauthorized(_)) if master.is_none() => Ok(Principal::Open),
+            Err(e) => Err(e),
+        },
+        (None, None) => Ok(Principal::Open),
+        (None, Some(_)) => Err(GatewayError::Unauthorized(
+            "Authentication Error: no API key passed. Pass one as `Authorization: Bearer <key>`."
+                .into(),
         )),
     }
 }

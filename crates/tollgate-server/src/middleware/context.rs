@@ -22,6 +22,8 @@ pub const X_CALL_ID: HeaderName = HeaderName::from_static("x-litellm-call-id");
 pub struct RequestContext {
     pub id: String,
     pub start: Instant,
+    /// The start as wall-clock time (ms since the epoch), for spend logs.
+    pub start_ms: i64,
 }
 
 /// Marker a handler puts in the response extensions when it records (and logs) the request itself.
@@ -42,6 +44,7 @@ pub async fn context(State(state): State<AppState>, mut req: Request, next: Next
     req.extensions_mut().insert(RequestContext {
         id: id.clone(),
         start,
+        start_ms: tollgate_store::now_ms(),
     });
     // Health probes and the root do not count toward --max_requests_before_restart: an idle gateway
     // under a liveness probe must not restart itself.
@@ -50,8 +53,11 @@ pub async fn context(State(state): State<AppState>, mut req: Request, next: Next
     }
     // Authentication happens here, inside the request context, so rejections carry the request id and are
     // logged; one middleware instead of two keeps a boxed future and a service clone off every request.
-    let mut resp = match crate::middleware::auth::check(&state, &req) {
-        Ok(()) => next.run(req).await,
+    let mut resp = match crate::middleware::auth::check(&state, &path, req.headers()).await {
+        Ok(principal) => {
+            req.extensions_mut().insert(principal);
+            next.run(req).await
+        }
         Err(e) => ApiError(e).into_response(),
     };
     if let Ok(v) = HeaderValue::from_str(&id) {
