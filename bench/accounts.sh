@@ -121,9 +121,9 @@ YAML
   esac
   j() { jq -r "$2" "$dir/$1.json"; }
   sustain_rows=$(python3 -c "print(round(($spent_after - $spent_before) / $cost))")
-  ROWS+=("| $db | master key | $(j master-rate.json .latency_ms.p50) | $(j master-rate.json .latency_ms.p99) | $(j master-sat.json .rps) | | |")
-  ROWS+=("| $db | virtual key + budget + limits + spend | $(j key-rate.json .latency_ms.p50) | $(j key-rate.json .latency_ms.p99) | $(j key-sat.json .rps) | | |")
-  ROWS+=("| $db | sustained ${SUSTAIN}s, virtual key | | $(j sustain.json .latency_ms.p99) | $(j sustain.json .rps) | $(python3 -c "print(round($sustain_rows / $SUSTAIN))") rows/s ($sustain_rows rows; $total_rows rows in all; $buffered buffered at the end) | RSS idle $idle, before $before, after $after, peak $hwm MB |")
+  ROWS+=("| $db | master key | $(j master-rate .latency_ms.p50) | $(j master-rate .latency_ms.p99) | $(j master-sat .rps) | | |")
+  ROWS+=("| $db | virtual key + budget + limits + spend | $(j key-rate .latency_ms.p50) | $(j key-rate .latency_ms.p99) | $(j key-sat .rps) | | |")
+  ROWS+=("| $db | sustained ${SUSTAIN}s, virtual key | | $(j sustain .latency_ms.p99) | $(j sustain .rps) | $(python3 -c "print(round($sustain_rows / $SUSTAIN))") rows/s ($sustain_rows rows; $total_rows rows in all; $buffered buffered at the end) | RSS idle $idle, before $before, after $after, peak $hwm MB |")
   errors=$(jq -s 'map(.errors.total) | add' "$dir"/*.json)
   ROWS+=("| $db | errors in all runs | | | | $errors | |")
 done

@@ -30,7 +30,7 @@ impl Default for LedgerOptions {
     fn default() -> Self {
         LedgerOptions {
             interval: Duration::from_secs(1),
-            batch_size: 1000,
+            batch_size: 50,
             max_buffered: 100_000,
             journal: PathBuf::from("tollgate-spend.journal"),
         }

@@ -8,6 +8,7 @@ pub mod duration;
 pub mod ledger;
 pub mod model;
 pub mod secret;
+pub mod shared;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -23,6 +24,7 @@ use tollgate_store::{EntityKind, EntityRow, ListFilter, SpendRow, Store, StoreEr
 pub use counters::{Counters, Refusal, Remaining};
 pub use ledger::{Ledger, LedgerOptions};
 use model::{BudgetDoc, EndUserDoc, KeyDoc, Limits, OrgDoc, Role, TeamDoc, UserDoc};
+use shared::{SharedAsk, SharedLimits, SharedRefusal};
 
 /// A document kept in an entity table.
 pub trait Doc: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
@@ -286,6 +288,8 @@ pub struct Accounts {
     negative: Mutex<HashMap<String, i64>>,
     /// Highest `updated_at` seen by the refresh.
     seen: AtomicI64,
+    /// Rate limits shared with other instances through Redis, when configured.
+    pub shared: Option<Arc<SharedLimits>>,
 }
 
 /// The ids a request's spend is booked to.
@@ -309,6 +313,8 @@ pub struct Admission {
     pub remaining: Remaining,
     pub booking: Booking,
     settled: bool,
+    /// The shared (Redis) limits taken, with the minute they were taken in.
+    shared: Option<(Arc<SharedLimits>, Vec<SharedAsk>, i64)>,
 }
 
 impl std::fmt::Debug for Admission {
@@ -331,6 +337,7 @@ impl Admission {
             remaining: Remaining::default(),
             booking,
             settled: false,
+            shared: None,
         }
     }
 
@@ -339,6 +346,9 @@ impl Admission {
         let now = now_ms();
         for (c, mb) in &self.held {
             c.settle(&self.model, self.estimate, *mb, cost, tokens, now);
+        }
+        if let Some((shared, asks, minute)) = self.shared.take() {
+            shared.settle(asks, minute, tokens);
         }
         self.settled = true;
     }
@@ -350,6 +360,9 @@ impl Drop for Admission {
             let now = now_ms();
             for (c, mb) in &self.held {
                 c.release(&self.model, self.estimate, *mb, now);
+            }
+            if let Some((shared, asks, minute)) = self.shared.take() {
+                shared.release(asks, minute);
             }
         }
     }
@@ -424,6 +437,7 @@ impl Accounts {
             settings,
             negative: Mutex::new(HashMap::new()),
             seen: AtomicI64::new(0),
+            shared: None,
         };
         let started = now_ms();
         for kind in EntityKind::ALL {
@@ -605,7 +619,11 @@ impl Accounts {
 
     /// Check and take every limit that applies to this request — key, user, team, organization, end user
     /// — reserving `estimate` against each budget. All or nothing.
-    pub fn admit(
+    ///
+    /// With Redis configured, the rpm/tpm/parallel limits are also checked and taken there, for all
+    /// instances together (this instance's own counters are checked too: they never exceed the shared
+    /// ones, and they are what is left when Redis does not answer).
+    pub async fn admit(
         &self,
         p: &Principal,
         model: &str,
@@ -613,6 +631,84 @@ impl Accounts {
         estimate: Nanos,
         tags: Vec<String>,
     ) -> Result<Admission, GatewayError> {
+        let mut asks = Vec::new();
+        let mut adm = self.admit_local(p, model, end_user, estimate, tags, &mut asks)?;
+        let Some(shared) = self.shared.as_ref().filter(|_| !asks.is_empty()) else {
+            return Ok(adm);
+        };
+        let now = now_ms();
+        let minute = now.div_euclid(60_000);
+        match shared.acquire(&asks, minute).await {
+            Ok(None) => {
+                adm.shared = Some((shared.clone(), asks, minute));
+                Ok(adm)
+            }
+            Ok(Some(refusal)) => {
+                let retry_after =
+                    Duration::from_millis((60_000 - now.rem_euclid(60_000)).max(1) as u64);
+                let (i, r) = match refusal {
+                    SharedRefusal::Rpm(i) => (
+                        i,
+                        asks.get(i)
+                            .and_then(|a| a.rpm)
+                            .map(|limit| Refusal::Rpm { limit, retry_after }),
+                    ),
+                    SharedRefusal::Tpm(i) => (
+                        i,
+                        asks.get(i)
+                            .and_then(|a| a.tpm)
+                            .map(|limit| Refusal::Tpm { limit, retry_after }),
+                    ),
+                    SharedRefusal::Parallel(i) => (
+                        i,
+                        asks.get(i)
+                            .and_then(|a| a.parallel)
+                            .map(|limit| Refusal::Parallel { limit }),
+                    ),
+                };
+                let (kind, id) = asks
+                    .get(i)
+                    .and_then(|a| a.entity.split_once(':'))
+                    .unwrap_or(("entity", "?"));
+                let shown;
+                let id = match (kind, p.key()) {
+                    ("key", Some(k)) => {
+                        shown = k.key_name.clone();
+                        shown.as_str()
+                    }
+                    _ => id,
+                };
+                let refusal = r.unwrap_or(Refusal::Parallel { limit: 0 });
+                Err(refusal_error(kind, id, refusal, None))
+            }
+            // Redis did not answer: the local limits (already taken) stand in; logged by `shared`.
+            Err(()) => Ok(adm),
+        }
+    }
+
+    /// [`Accounts::admit`] with this instance's counters only (no Redis round trip): for callers that cannot
+    /// wait, and tests.
+    pub fn admit_unshared(
+        &self,
+        p: &Principal,
+        model: &str,
+        end_user: Option<&str>,
+        estimate: Nanos,
+        tags: Vec<String>,
+    ) -> Result<Admission, GatewayError> {
+        self.admit_local(p, model, end_user, estimate, tags, &mut Vec::new())
+    }
+
+    fn admit_local(
+        &self,
+        p: &Principal,
+        model: &str,
+        end_user: Option<&str>,
+        estimate: Nanos,
+        tags: Vec<String>,
+        asks: &mut Vec<SharedAsk>,
+    ) -> Result<Admission, GatewayError> {
+        let sharing = self.shared.is_some();
         if !self.settings.allow_requests_on_db_unavailable && self.ledger.is_down() {
             return Err(GatewayError::Unavailable(
                 "The database is unavailable and allow_requests_on_db_unavailable is off".into(),
@@ -631,14 +727,16 @@ impl Accounts {
             remaining: Remaining::default(),
             booking: Booking::default(),
             settled: false,
+            shared: None,
         };
-        let take = |kind: &str,
-                    id: &str,
-                    c: &Arc<Counters>,
-                    limits: &Limits,
-                    model_budget: Option<Nanos>,
-                    reset_at: Option<i64>,
-                    adm: &mut Admission|
+        let mut take = |kind: &str,
+                        id: &str,
+                        uid: &str,
+                        c: &Arc<Counters>,
+                        limits: &Limits,
+                        model_budget: Option<Nanos>,
+                        reset_at: Option<i64>,
+                        adm: &mut Admission|
          -> Result<(), GatewayError> {
             let ask = counters::Ask {
                 limits,
@@ -651,6 +749,18 @@ impl Accounts {
                 Ok(r) => {
                     adm.held.push((c.clone(), model_budget.is_some()));
                     merge_remaining(&mut adm.remaining, r);
+                    if sharing
+                        && (limits.rpm_limit.is_some()
+                            || limits.tpm_limit.is_some()
+                            || limits.max_parallel_requests.is_some())
+                    {
+                        asks.push(SharedAsk {
+                            entity: format!("{kind}:{uid}"),
+                            rpm: limits.rpm_limit,
+                            tpm: limits.tpm_limit,
+                            parallel: limits.max_parallel_requests,
+                        });
+                    }
                     Ok(())
                 }
                 Err(refusal) => Err(refusal_error(kind, id, refusal, reset_at)),
@@ -676,6 +786,7 @@ impl Accounts {
             take(
                 "key",
                 &d.key_name,
+                &d.token,
                 &k.counters,
                 &key_limits,
                 mb,
@@ -685,6 +796,7 @@ impl Accounts {
             if let Some(u) = d.user_id.as_deref().and_then(|u| self.users.get(u)) {
                 take(
                     "user",
+                    &u.doc.user_id,
                     &u.doc.user_id,
                     &u.counters,
                     &u.doc.limits,
@@ -697,6 +809,7 @@ impl Accounts {
             if let Some(t) = d.team_id.as_deref().and_then(|t| self.teams.get(t)) {
                 take(
                     "team",
+                    &t.doc.team_id,
                     &t.doc.team_id,
                     &t.counters,
                     &t.doc.limits,
@@ -720,6 +833,7 @@ impl Accounts {
                 };
                 take(
                     "organization",
+                    &o.doc.organization_id,
                     &o.doc.organization_id,
                     &o.counters,
                     &limits,
@@ -749,6 +863,7 @@ impl Accounts {
             take(
                 "end_user",
                 &eu.doc.user_id,
+                &eu.doc.user_id,
                 &eu.counters,
                 &limits,
                 None,
@@ -758,6 +873,12 @@ impl Accounts {
         }
         adm.booking = booking;
         Ok(adm)
+    }
+
+    /// Share rate limits with other instances through Redis.
+    pub fn with_shared(mut self, shared: Option<SharedLimits>) -> Accounts {
+        self.shared = shared.map(Arc::new);
+        self
     }
 
     /// Hand a finished request's row to the ledger.

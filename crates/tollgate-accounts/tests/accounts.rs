@@ -93,7 +93,7 @@ fn admit(
     end_user: Option<&str>,
     estimate: Nanos,
 ) -> Result<Admission, GatewayError> {
-    a.admit(p, MODEL, end_user, estimate, Vec::new())
+    a.admit_unshared(p, MODEL, end_user, estimate, Vec::new())
 }
 
 /// The spend row of a finished request booked as `b`.

@@ -185,6 +185,12 @@ struct FileSettings {
     allow_requests_on_db_unavailable: Option<bool>,
     skip_migrations: Option<bool>,
     disable_reset_budget: Option<bool>,
+    redis_url: Option<Secret>,
+    redis_host: Option<String>,
+    redis_port: Option<u64>,
+    redis_password: Option<Secret>,
+    redis_db: Option<u64>,
+    redis_prefix: Option<String>,
     drop_params: Option<bool>,
     request_timeout: Option<Duration>,
     json_logs: Option<bool>,
@@ -259,6 +265,12 @@ impl FileSettings {
             let path = router.key(&e.key);
             match e.key.as_str() {
                 "timeout" => s.router_timeout = convert::seconds(&e.value, &path, diag, false),
+                "redis_url" => s.redis_url = non_empty_secret(&e.value, &path, diag),
+                "redis_host" => s.redis_host = convert::string(&e.value, &path, diag),
+                "redis_port" => s.redis_port = convert::whole(&e.value, &path, diag),
+                "redis_password" => s.redis_password = non_empty_secret(&e.value, &path, diag),
+                "redis_db" => s.redis_db = convert::whole(&e.value, &path, diag),
+                "tollgate_redis_prefix" => s.redis_prefix = convert::string(&e.value, &path, diag),
                 "model_group_alias" => s.read_aliases(&e.value, &path, diag),
                 _ => {}
             }
@@ -1094,7 +1106,38 @@ fn server(config: &mut Config, file: &FileSettings, env: &Env, o: &Overrides, di
     }
     a.skip_migrations = o.skip_migrations || file.skip_migrations.unwrap_or(false);
     a.disable_reset_budget = file.disable_reset_budget.unwrap_or(false);
+    a.redis_url = redis_url(env, file);
+    if let Some(p) = file.redis_prefix.clone() {
+        a.redis_prefix = p;
+    }
     config.accounts = a;
+}
+
+/// Redis: `REDIS_URL`, else `router_settings.redis_url`, else a URL from host/port/password/db (the
+/// environment's `REDIS_HOST`/`REDIS_PORT`/`REDIS_PASSWORD` win over the file's, as in LiteLLM).
+fn redis_url(env: &Env, file: &FileSettings) -> Option<Secret> {
+    if let Some((_, v)) = env.first_non_empty(&["TOLLGATE_REDIS_URL", "REDIS_URL"]) {
+        return Some(Secret::new(v));
+    }
+    if let Some(u) = &file.redis_url {
+        return Some(u.clone());
+    }
+    let host = env
+        .first_non_empty(&["REDIS_HOST"])
+        .map(|(_, v)| v)
+        .or_else(|| file.redis_host.clone())?;
+    let port = env
+        .first_non_empty(&["REDIS_PORT"])
+        .and_then(|(_, v)| v.parse::<u64>().ok())
+        .or(file.redis_port)
+        .unwrap_or(6379);
+    let password = env
+        .first_non_empty(&["REDIS_PASSWORD"])
+        .map(|(_, v)| v)
+        .or_else(|| file.redis_password.as_ref().map(|p| p.expose().to_owned()));
+    let auth = password.map(|p| format!(":{p}@")).unwrap_or_default();
+    let db = file.redis_db.map(|d| format!("/{d}")).unwrap_or_default();
+    Some(Secret::new(format!("redis://{auth}{host}:{port}{db}")))
 }
 
 /// Where a TLS file setting came from, for messages.

@@ -186,7 +186,6 @@ fn litellm_docs_config_parses_with_typed_values() {
             "litellm_settings.success_callback",
             "router_settings.allowed_fails",
             "router_settings.num_retries",
-            "router_settings.redis_host",
             "router_settings.routing_strategy",
         ]
     );

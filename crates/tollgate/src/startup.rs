@@ -177,8 +177,23 @@ async fn serve(
         Ok(s) => s,
         Err(code) => return code,
     };
+    // Redis (shared rate limits) is optional at run time: a client is set up now, the connection is made
+    // lazily, and while Redis does not answer each instance uses its own counters.
+    let shared = match &config.accounts.redis_url {
+        None => None,
+        Some(url) => match tollgate_accounts::shared::SharedLimits::new(
+            url.expose(),
+            &config.accounts.redis_prefix,
+        ) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("tollgate: configuration error: {e}");
+                return ExitCode::from(exit::CONFIG);
+            }
+        },
+    };
     let accounts = match Accounts::load(store.clone(), accounts_settings(&config)).await {
-        Ok(a) => Arc::new(a),
+        Ok(a) => Arc::new(a.with_shared(shared)),
         Err(e) => {
             eprintln!("tollgate: database error: cannot load keys and budgets: {e}");
             return ExitCode::from(exit::UNAVAILABLE);
@@ -245,6 +260,11 @@ async fn serve(
         let a = accounts.clone();
         let stop = jobs_stop.clone();
         jobs.spawn(async move { a.run_jobs(stop).await });
+        if let Some(shared) = accounts.shared.clone() {
+            let stop = jobs_stop.clone();
+            jobs.spawn(async move { shared.run(stop).await });
+            tracing::info!(prefix = %config.accounts.redis_prefix, "rate limits are shared through Redis");
+        }
     }
     let state = AppState::new(
         runtime,

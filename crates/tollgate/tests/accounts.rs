@@ -1081,3 +1081,143 @@ async fn migrate_command_and_skip_migrations() {
         .run();
     assert_eq!(f.code(), Some(69), "{}", f.stderr);
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// Limits shared through Redis
+
+fn redis_available() -> bool {
+    let addr: std::net::SocketAddr = "127.0.0.1:6379".parse().unwrap();
+    let ok = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok();
+    service_available("Redis", ok, "nothing accepts connections on 127.0.0.1:6379")
+}
+
+/// A unique key prefix, and its keys deleted on drop.
+struct RedisPrefix(String);
+
+impl RedisPrefix {
+    fn new() -> RedisPrefix {
+        RedisPrefix(format!("tgtest-{}:", uuid::Uuid::now_v7().simple()))
+    }
+}
+
+impl Drop for RedisPrefix {
+    fn drop(&mut self) {
+        let keys = Command::new("redis-cli")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "--scan",
+                "--pattern",
+                &format!("{}*", self.0),
+            ])
+            .output();
+        if let Ok(out) = keys {
+            for k in String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| !l.is_empty())
+            {
+                let _ = Command::new("redis-cli")
+                    .args(["-h", "127.0.0.1", "DEL", k])
+                    .output();
+            }
+        }
+    }
+}
+
+/// Two instances on one PostgreSQL and one Redis: a key's rpm limit holds across both (LiteLLM without
+/// shared limits allows the limit on each).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rpm_limit_is_shared_by_two_instances_through_redis() {
+    let Some(db) = Db::postgres() else { return };
+    if !redis_available() {
+        return;
+    }
+    let prefix = RedisPrefix::new();
+    let mock = mock().await;
+    let extra = format!(
+        "router_settings:\n  redis_host: 127.0.0.1\n  redis_port: 6379\n  tollgate_redis_prefix: \"{}\"\n",
+        prefix.0
+    );
+    let cfg = format!("{}{extra}", config(&db, &mock.base_url(), ""));
+    let a = gateway().config(cfg.clone()).start();
+    let b = gateway().config(cfg).start();
+    assert!(
+        a.stderr().contains("shared through Redis"),
+        "{}",
+        a.stderr()
+    );
+    let (key, _) = generate(&a, json!({"rpm_limit": 6, "max_parallel_requests": 100})).await;
+    // Round robin over both; the minute must not turn over in between, so start at the top of a minute
+    // when we are close to its end.
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        % 60;
+    if secs > 50 {
+        tokio::time::sleep(Duration::from_secs(61 - secs)).await;
+    }
+    let mut ok = 0;
+    for i in 0..12 {
+        let gw = if i % 2 == 0 { &a } else { &b };
+        let r = chat(gw, &key, "priced").await;
+        match r.status.as_u16() {
+            200 => ok += 1,
+            429 => {
+                let e = r.expect_error(429);
+                assert!(
+                    e["message"].as_str().unwrap().contains("rpm_limit=6"),
+                    "{e}"
+                );
+            }
+            other => panic!("unexpected {other}: {}", r.text()),
+        }
+    }
+    assert_eq!(ok, 6, "6 successes across both instances, not 6 on each");
+    // Spend from both lands in one ledger (b writes within its batch interval).
+    let mut rows = 0;
+    for _ in 0..50 {
+        rows = spend_logs(&a, &format!("api_key={key}")).await.len();
+        if rows == 6 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(rows, 6);
+    // Instance a sees b's spend after its next refresh (0.5 s here).
+    let mut spend = 0.0;
+    for _ in 0..50 {
+        spend = key_spend(&a, &key).await;
+        if close(spend, 6.0 * C) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(close(spend, 6.0 * C), "spend seen by a: {spend}");
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Redis configured but down: requests go on with this instance's limits, and the outage is logged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_falls_back_to_local_limits() {
+    let db = Db::sqlite();
+    let mock = mock().await;
+    let extra = format!(
+        "router_settings:\n  redis_url: redis://127.0.0.1:{}\n",
+        free_port()
+    );
+    let gw = gateway()
+        .config(format!("{}{extra}", config(&db, &mock.base_url(), "")))
+        .start();
+    let (key, _) = generate(&gw, json!({"rpm_limit": 2})).await;
+    let codes = [
+        chat(&gw, &key, "priced").await.status.as_u16(),
+        chat(&gw, &key, "priced").await.status.as_u16(),
+        chat(&gw, &key, "priced").await.status.as_u16(),
+    ];
+    assert_eq!(&codes[..2], &[200, 200]);
+    assert!(codes[2] == 429 || codes[2] == 200, "{codes:?}");
+    assert!(gw.stderr().contains("Redis unreachable"), "{}", gw.stderr());
+    gw.stop().await;
+}

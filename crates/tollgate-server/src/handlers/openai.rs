@@ -246,13 +246,16 @@ async fn proxy(
     if let Some(k) = principal.key() {
         tags.extend(k.tags.iter().cloned());
     }
-    let admission = match accounts.admit(
-        &principal,
-        route.group,
-        parsed.user.as_deref(),
-        estimate,
-        tags,
-    ) {
+    let admission = match accounts
+        .admit(
+            &principal,
+            route.group,
+            parsed.user.as_deref(),
+            estimate,
+            tags,
+        )
+        .await
+    {
         Ok(a) => a,
         Err(e) => return ApiError(e).into_response(),
     };
