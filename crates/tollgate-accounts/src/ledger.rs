@@ -149,7 +149,10 @@ impl Ledger {
         let _w = self.write_lock.lock().await;
         let taken = Taken {
             ledger: self,
-            rows: Some(std::mem::take(&mut *lock(&self.buf))),
+            rows: Some(std::mem::replace(
+                &mut *lock(&self.buf),
+                Vec::with_capacity(self.opts.batch_size * 2),
+            )),
         };
         let n = taken.rows.as_ref().map_or(0, Vec::len);
         if n == 0 {

@@ -140,8 +140,21 @@ impl<'a> Sum<&'a Nanos> for Nanos {
 
 /// A plain decimal USD string without trailing zeros: `0.000015`, `12`, `0.1`.
 impl fmt::Display for Nanos {
+    /// Plain decimal USD without trailing zeros, from the integers (no `Decimal` on the hot path).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.to_decimal().normalize(), f)
+        let n = self.0.unsigned_abs();
+        let sign = if self.0 < 0 { "-" } else { "" };
+        let (whole, frac) = (n / 1_000_000_000, n % 1_000_000_000);
+        if frac == 0 {
+            return write!(f, "{sign}{whole}");
+        }
+        let mut digits = 9;
+        let mut frac = frac;
+        while frac % 10 == 0 {
+            frac /= 10;
+            digits -= 1;
+        }
+        write!(f, "{sign}{whole}.{frac:0digits$}")
     }
 }
 

@@ -65,8 +65,9 @@ fn call_type(route: &str) -> &str {
     }
 }
 
-/// Record a finished request. This runs once per request on the hot path: keep it lean.
-pub fn record(state: &AppState, r: &mut RequestRecord) {
+/// Record a finished request (the record's strings are moved out: it is not used afterwards). This runs
+/// once per request on the hot path: keep it lean.
+pub fn record(state: &AppState, r: &mut RequestRecord) -> Nanos {
     let u = r.usage.unwrap_or_default();
     let cost = r.cost();
     tracing::info!(
@@ -114,7 +115,7 @@ pub fn record(state: &AppState, r: &mut RequestRecord) {
         );
     }
     let Some(adm) = r.admission.take() else {
-        return;
+        return cost;
     };
     let b = &adm.booking;
     let tags = if b.tags.is_empty() {
@@ -122,17 +123,18 @@ pub fn record(state: &AppState, r: &mut RequestRecord) {
     } else {
         serde_json::to_string(&b.tags).unwrap_or_else(|_| "[]".into())
     };
+    // The record is finished after this: its strings move into the row instead of being copied.
     let row = SpendRow {
-        request_id: r.request_id.clone(),
+        request_id: std::mem::take(&mut r.request_id),
         api_key: b.api_key.clone(),
         key_alias: b.key_alias.clone(),
         user_id: b.user_id.clone(),
         team_id: b.team_id.clone(),
         organization_id: b.organization_id.clone(),
         end_user: b.end_user.clone(),
-        model_group: r.model_group.clone(),
-        model: r.upstream_model.clone(),
-        deployment_id: r.deployment_id.clone(),
+        model_group: std::mem::take(&mut r.model_group),
+        model: std::mem::take(&mut r.upstream_model),
+        deployment_id: std::mem::take(&mut r.deployment_id),
         provider: r.provider.to_string(),
         call_type: call_type(r.route).to_string(),
         status: r.status as i64,
@@ -150,4 +152,5 @@ pub fn record(state: &AppState, r: &mut RequestRecord) {
     };
     adm.settle(cost, u.total_tokens);
     state.accounts().record(row);
+    cost
 }

@@ -143,9 +143,23 @@ impl Store {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
+        // First as if every row is new (the common case: no RETURNING to read back); if any row was
+        // already stored, that transaction is rolled back and the batch is written again, learning which.
+        match self.write_spend_once(rows, false).await? {
+            Some(deltas) => Ok(deltas),
+            None => Ok(self.write_spend_once(rows, true).await?.unwrap_or_default()),
+        }
+    }
+
+    /// One attempt. `returning: false` gives up (`None`, rolled back) when a row already exists.
+    async fn write_spend_once(
+        &self,
+        rows: &[SpendRow],
+        returning: bool,
+    ) -> Result<Option<Vec<SpendDelta>>, StoreError> {
         with_pool!(self, p => {
             let mut tx = p.begin().await?;
-            let mut inserted: std::collections::HashSet<String> = std::collections::HashSet::new();
+            let mut inserted: std::collections::HashSet<&str> = std::collections::HashSet::new();
             for chunk in rows.chunks(INSERT_CHUNK) {
                 let mut qb = QueryBuilder::new(
                     "INSERT INTO tg_spend_logs (request_id, api_key, key_alias, user_id, team_id, organization_id, end_user, model_group, model, deployment_id, provider, call_type, status, stream, prompt_tokens, completion_tokens, total_tokens, cached_tokens, reasoning_tokens, spend, start_time, end_time, tags, metadata) ",
@@ -176,11 +190,22 @@ impl Store {
                         .push_bind(&r.tags)
                         .push_bind(&r.metadata);
                 });
-                qb.push(" ON CONFLICT (request_id) DO NOTHING RETURNING request_id");
-                let ids: Vec<String> = qb.build_query_scalar().fetch_all(&mut *tx).await?;
-                inserted.extend(ids);
+                if returning {
+                    qb.push(" ON CONFLICT (request_id) DO NOTHING RETURNING request_id");
+                    let ids: Vec<String> = qb.build_query_scalar().fetch_all(&mut *tx).await?;
+                    let known: std::collections::HashSet<String> = ids.into_iter().collect();
+                    inserted.extend(chunk.iter().filter(|r| known.contains(&r.request_id)).map(|r| r.request_id.as_str()));
+                } else {
+                    qb.push(" ON CONFLICT (request_id) DO NOTHING");
+                    let n = qb.build().execute(&mut *tx).await?.rows_affected();
+                    if n != chunk.len() as u64 {
+                        // Dropping the transaction rolls it back.
+                        return Ok(None);
+                    }
+                    inserted.extend(chunk.iter().map(|r| r.request_id.as_str()));
+                }
             }
-            let fresh: Vec<&SpendRow> = rows.iter().filter(|r| inserted.contains(&r.request_id)).collect();
+            let fresh: Vec<&SpendRow> = rows.iter().filter(|r| inserted.contains(r.request_id.as_str())).collect();
 
             // Aggregate in BTreeMaps: their iteration order is the lock order.
             let mut entity: BTreeMap<(EntityKind, &str), i64> = BTreeMap::new();
@@ -189,13 +214,14 @@ impl Store {
             let mut daily: BTreeMap<(String, &'static str, &str, &str), Agg> = BTreeMap::new();
             for r in &fresh {
                 let ok = (200..300).contains(&r.status);
+                let day = r.day();
                 for (kind, id) in r.entities() {
                     *entity.entry((kind, id)).or_default() += r.spend;
                     *model.entry((kind, id, r.model_group.as_str())).or_default() += r.spend;
                 }
                 let everyone = std::iter::once((ALL_TRAFFIC, ""));
                 for (kind, id) in r.entities().map(|(k, id)| (k.as_str(), id)).chain(everyone) {
-                    let a = daily.entry((r.day(), kind, id, r.model_group.as_str())).or_default();
+                    let a = daily.entry((day.clone(), kind, id, r.model_group.as_str())).or_default();
                     a.requests += 1;
                     a.successes += ok as i64;
                     a.failures += (!ok) as i64;
@@ -272,7 +298,7 @@ impl Store {
                 .await?;
             }
             tx.commit().await?;
-            Ok(deltas)
+            Ok(Some(deltas))
         })
     }
 

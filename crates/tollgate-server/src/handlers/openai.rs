@@ -367,10 +367,10 @@ async fn proxy(
             rec.usage = usage;
             rec.total_latency = ctx.start.elapsed();
             headers.insert(X_RESPONSE_DURATION_MS, ms_header(rec.total_latency));
-            if let Ok(v) = HeaderValue::from_str(&rec.cost().to_string()) {
+            let cost = record(&state, &mut rec);
+            if let Ok(v) = HeaderValue::from_str(&cost.to_string()) {
                 headers.insert(X_RESPONSE_COST, v);
             }
-            record(&state, &mut rec);
             let mut resp = (StatusCode::OK, body).into_response();
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             resp.headers_mut().extend(headers);
