@@ -5,6 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[macro_use]
+// The store's test harness (temp SQLite files, fresh PostgreSQL databases) serves both crates.
+#[path = "../../tollgate-store/tests/common/mod.rs"]
 mod common;
 
 use std::sync::Arc;
