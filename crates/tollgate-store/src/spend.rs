@@ -120,8 +120,85 @@ pub struct SpendLogFilter {
 /// `tg_daily_spend.entity_kind` of the aggregate over all traffic.
 pub const ALL_TRAFFIC: &str = "all";
 
-/// Rows per INSERT statement (25 binds each: well under SQLite's and PostgreSQL's bind limits).
-const INSERT_CHUNK: usize = 500;
+/// Rows per INSERT statement: a batch is cut into chunks of these sizes, largest first (24 binds a row: 256
+/// rows stay well under SQLite's and PostgreSQL's bind limits). A few fixed sizes mean a few statement texts,
+/// prepared once and reused from the statement cache — one text per batch size would prepare a new
+/// statement for most batches and fill the cache (memory) with them.
+const CHUNK_SIZES: [usize; 5] = [256, 64, 16, 4, 1];
+
+/// `rows` cut into chunks of [`CHUNK_SIZES`].
+fn chunks(rows: &[SpendRow]) -> impl Iterator<Item = &[SpendRow]> {
+    let mut rest = rows;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let size = CHUNK_SIZES
+            .iter()
+            .copied()
+            .find(|s| *s <= rest.len())
+            .unwrap_or(1);
+        let (head, tail) = rest.split_at(size);
+        rest = tail;
+        Some(head)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(i: usize) -> SpendRow {
+        SpendRow {
+            request_id: i.to_string(),
+            api_key: String::new(),
+            key_alias: None,
+            user_id: None,
+            team_id: None,
+            organization_id: None,
+            end_user: None,
+            model_group: "m".into(),
+            model: "m".into(),
+            deployment_id: "d".into(),
+            provider: "openai".into(),
+            call_type: "acompletion".into(),
+            status: 200,
+            stream: false,
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            total_tokens: 0,
+            cached_tokens: 0,
+            reasoning_tokens: 0,
+            spend: 0,
+            start_time: 0,
+            end_time: 0,
+            tags: "[]".into(),
+            metadata: "{}".into(),
+        }
+    }
+
+    #[test]
+    fn batches_are_cut_into_fixed_chunk_sizes() {
+        let rows: Vec<SpendRow> = (0..599).map(row).collect();
+        let sizes: Vec<usize> = chunks(&rows).map(<[SpendRow]>::len).collect();
+        assert_eq!(sizes, vec![256, 256, 64, 16, 4, 1, 1, 1]);
+        assert_eq!(sizes.iter().sum::<usize>(), 599);
+        let ids: Vec<&str> = chunks(&rows)
+            .flatten()
+            .map(|r| r.request_id.as_str())
+            .collect();
+        assert_eq!(ids.len(), 599);
+        assert_eq!(ids[598], "598");
+        assert_eq!(chunks(&[]).count(), 0);
+    }
+
+    #[test]
+    fn days() {
+        assert_eq!(day_of(0), "1970-01-01");
+        assert_eq!(day_of(1_796_156_659_000), "2026-12-01");
+        assert_eq!(days_from_civil(2026, 12, 1), 1_796_156_659_000 / 86_400_000);
+    }
+}
 
 #[derive(Default)]
 struct Agg {
@@ -160,7 +237,7 @@ impl Store {
         with_pool!(self, p => {
             let mut tx = p.begin().await?;
             let mut inserted: std::collections::HashSet<&str> = std::collections::HashSet::new();
-            for chunk in rows.chunks(INSERT_CHUNK) {
+            for chunk in chunks(rows) {
                 let mut qb = QueryBuilder::new(
                     "INSERT INTO tg_spend_logs (request_id, api_key, key_alias, user_id, team_id, organization_id, end_user, model_group, model, deployment_id, provider, call_type, status, stream, prompt_tokens, completion_tokens, total_tokens, cached_tokens, reasoning_tokens, spend, start_time, end_time, tags, metadata) ",
                 );
