@@ -520,6 +520,36 @@ async fn roles_are_enforced(db: Db) {
         .send()
         .await
         .expect_error(403);
+    // Keys in a team only for its members: bob may; vera and eve (not members) may not.
+    let team_key = json!({"team_id": team_id});
+    gw.post("/key/generate", &team_key)
+        .bearer(&bob)
+        .send()
+        .await
+        .expect_status(200);
+    gw.post("/key/generate", &team_key)
+        .bearer(&viewer)
+        .send()
+        .await
+        .expect_error(403);
+    gw.post(
+        "/user/new",
+        &json!({"user_id": "eve", "user_role": "internal_user"}),
+    )
+    .send()
+    .await
+    .expect_status(200);
+    let (eve, _) = generate(&gw, json!({"user_id": "eve"})).await;
+    let e = gw
+        .post("/key/generate", &team_key)
+        .bearer(&eve)
+        .send()
+        .await
+        .expect_error(403);
+    assert!(
+        e["message"].as_str().unwrap().contains("not a member"),
+        "{e}"
+    );
     gw.stop().await;
 }
 

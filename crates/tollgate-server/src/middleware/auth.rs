@@ -57,8 +57,9 @@ pub async fn check(
         (Some(k), Some(m)) if secret_eq(k, &m) => Ok(Principal::Master),
         (Some(k), master) => match state.accounts().authenticate(k).await {
             Ok(entry) => Ok(Principal::Key(entry)),
-            // Without a master key everything is open; a key that is not a virtual key is ignored.
-            Err(GatewayError::Unauthorized(_)) if master.is_none() => Ok(Principal::Open),
+            // Without a master key everything is open; a key that is not a virtual key (or that cannot be
+            // checked right now) is ignored.
+            Err(_) if master.is_none() => Ok(Principal::Open),
             Err(e) => Err(e),
         },
         (None, None) => Ok(Principal::Open),

@@ -160,13 +160,24 @@ async fn generate_inner(state: &AppState, c: Caller, req: Request) -> Result<Val
             _ => {}
         }
     }
-    if let Some(t) = &team_id
-        && state.accounts().teams.get(t).is_none()
-    {
-        return Err(GatewayError::invalid_param(
-            "team_id",
-            format!("Team {t} does not exist"),
-        ));
+    if let Some(t) = &team_id {
+        let Some(team) = state.accounts().teams.get(t) else {
+            return Err(GatewayError::invalid_param(
+                "team_id",
+                format!("Team {t} does not exist"),
+            ));
+        };
+        // A key in a team spends the team's budget: only its members (or an admin) may make one.
+        let member = c
+            .user_id
+            .as_deref()
+            .is_some_and(|u| team.doc.role_of(u).is_some());
+        if !c.role.is_admin() && !member {
+            return Err(forbidden(
+                "generate keys for a team you are not a member of",
+                "proxy_admin or a team member",
+            ));
+        }
     }
     let secret_key = match opt_str(&patch, "key")? {
         Some(k) if k.starts_with("sk-") && k.len() >= 8 => k,
