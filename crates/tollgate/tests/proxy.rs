@@ -616,6 +616,19 @@ async fn example_config_serves_its_mock_models() {
         r.json()["choices"][0]["message"]["content"],
         "Hello from tollgate's built-in mock provider."
     );
+    // The example's prices: the cost header is usage x price.
+    let u = &r.json()["usage"];
+    let expected = u["prompt_tokens"].as_f64().unwrap() * 0.0000005
+        + u["completion_tokens"].as_f64().unwrap() * 0.0000015;
+    let cost: f64 = r
+        .header("x-litellm-response-cost")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        expected > 0.0 && (cost - expected).abs() < 1e-12,
+        "{cost} vs {expected}"
+    );
     let r = gw
         .req(Method::POST, "/v1/embeddings")
         .bearer("sk-tollgate-example")
