@@ -98,6 +98,12 @@ impl Ledger {
         }
     }
 
+    /// Hold off writes (while the caller reads stored spend and applies it to memory, so a write that
+    /// commits in between is not counted twice).
+    pub async fn lock_writes(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.write_lock.lock().await
+    }
+
     /// Hand a row over. Never blocks on the database.
     pub fn record(&self, row: SpendRow) {
         let n = {

@@ -1037,6 +1037,9 @@ impl Accounts {
     /// Read what other instances changed since the last refresh (documents, deletes, resets) and every
     /// entity's written spend.
     pub async fn refresh(&self) -> Result<(), StoreError> {
+        // Rows carry stored spend: no spend write may commit between reading it and applying it here,
+        // or that write would be counted twice in memory.
+        let _writes = self.ledger.lock_writes().await;
         let since = self.seen.load(Ordering::Relaxed) - 5_000;
         let mut max_seen = self.seen.load(Ordering::Relaxed);
         for kind in EntityKind::ALL {

@@ -135,6 +135,12 @@ fn config(db: &Db, base: &str, extra_general: &str) -> String {
         "    model_info:\n      access_groups: [\"beta\"]\n",
     );
     s += &dep("limited", "limited-model", "      rpm: 2\n", prices);
+    s += &dep(
+        "drip",
+        "gpt-4o-drip@chunks=20,chunk_interval_ms=100",
+        "",
+        prices,
+    );
     s += &dep("openai/*", "*", "", "");
     s += &format!(
         "general_settings:\n  master_key: {KEY}\n  proxy_batch_write_at: 0.2\n  tollgate_accounts_refresh_interval: 0.5\n{}{extra_general}",
@@ -189,6 +195,7 @@ fn close(a: f64, b: f64) -> bool {
 // Scenarios
 
 on_both!(
+    streams_are_booked,
     key_lifecycle,
     roles_are_enforced,
     model_access,
@@ -200,6 +207,53 @@ on_both!(
     restart_keeps_keys_and_spend,
     sigterm_loses_no_spend_row,
 );
+
+async fn streams_are_booked(db: Db) {
+    use http_body_util::BodyExt;
+    let mock = mock().await;
+    let gw = start(&db, &mock, "").await;
+    let (key, _) = generate(&gw, json!({})).await;
+    // A whole stream (the client did not ask for usage; the gateway asks the upstream for it).
+    let mut body = chat_body("priced");
+    body["stream"] = json!(true);
+    let resp = gw
+        .post("/v1/chat/completions", &body)
+        .bearer(&key)
+        .open()
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert!(read_sse(resp.into_body()).await.ends_with_done());
+    // A stream the client leaves after its first frame.
+    let mut body = chat_body("drip");
+    body["stream"] = json!(true);
+    let resp = gw
+        .post("/v1/chat/completions", &body)
+        .bearer(&key)
+        .open()
+        .await;
+    assert_eq!(resp.status(), 200);
+    let mut incoming = resp.into_body();
+    assert!(incoming.frame().await.is_some());
+    drop(incoming);
+    let mut rows = Vec::new();
+    for _ in 0..50 {
+        rows = spend_logs(&gw, &format!("api_key={key}")).await;
+        if rows.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let full = rows.iter().find(|r| r["model_group"] == "priced").unwrap();
+    assert_eq!(full["stream"], true);
+    assert_eq!(full["total_tokens"], 8);
+    assert!(close(full["spend"].as_f64().unwrap(), C), "{full}");
+    let left = rows.iter().find(|r| r["model_group"] == "drip").unwrap();
+    assert_eq!(left["stream"], true, "{left}");
+    assert_eq!(left["status_code"], 499, "{left}");
+    assert_eq!(full["status_code"], 200, "{full}");
+    gw.stop().await;
+}
 
 async fn key_lifecycle(db: Db) {
     let mock = mock().await;

@@ -466,6 +466,10 @@ impl RecordingStream {
             if let Some(e) = outcome.error() {
                 rec.error = Some(e);
                 rec.status = outcome.error_status().unwrap_or(502);
+            } else if !outcome_done {
+                // The client went away before the end: nginx's "client closed request", as for a
+                // disconnect before the head.
+                rec.status = 499;
             }
             record(&self.state, &mut rec);
         }
