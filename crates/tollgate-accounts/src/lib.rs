@@ -45,6 +45,10 @@ pub trait Doc: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
     fn limits(&self) -> Option<&Limits> {
         None
     }
+    /// A referenced budget (`/budget/new`) whose limits fill what the entity leaves unset.
+    fn budget_id(&self) -> Option<&str> {
+        None
+    }
 }
 
 impl Doc for KeyDoc {
@@ -66,6 +70,9 @@ impl Doc for KeyDoc {
     }
     fn limits(&self) -> Option<&Limits> {
         Some(&self.limits)
+    }
+    fn budget_id(&self) -> Option<&str> {
+        self.budget_id.as_deref()
     }
 }
 impl Doc for UserDoc {
@@ -109,6 +116,9 @@ impl Doc for OrgDoc {
     fn limits(&self) -> Option<&Limits> {
         Some(&self.limits)
     }
+    fn budget_id(&self) -> Option<&str> {
+        self.budget_id.as_deref()
+    }
 }
 impl Doc for EndUserDoc {
     const KIND: EntityKind = EntityKind::EndUser;
@@ -120,6 +130,9 @@ impl Doc for EndUserDoc {
     }
     fn limits(&self) -> Option<&Limits> {
         Some(&self.limits)
+    }
+    fn budget_id(&self) -> Option<&str> {
+        self.budget_id.as_deref()
     }
 }
 impl Doc for BudgetDoc {
@@ -924,12 +937,23 @@ impl Accounts {
         self.apply_row(D::KIND, row);
     }
 
+    /// An entity's `budget_duration`: its own, else its referenced budget's.
+    pub fn budget_duration_of<D: Doc>(&self, doc: &D) -> Option<String> {
+        doc.limits()
+            .and_then(|l| l.budget_duration.clone())
+            .or_else(|| {
+                doc.budget_id()
+                    .and_then(|b| self.budgets.get(b))
+                    .and_then(|b| b.doc.limits.budget_duration.clone())
+            })
+    }
+
     /// Create an entity. `StoreError::Conflict` if the id exists.
     pub async fn create<D: Doc>(&self, doc: &D) -> Result<EntityRow, StoreError> {
         let now = now_ms();
-        let reset = doc
-            .limits()
-            .and_then(|l| l.budget_duration.as_deref())
+        let reset = self
+            .budget_duration_of(doc)
+            .as_deref()
             .and_then(duration::parse)
             .map(|p| p.next_after(now));
         let row = Self::row_of(doc, now, reset)?;
@@ -943,8 +967,8 @@ impl Accounts {
     /// entity does not exist.
     pub async fn update<D: Doc>(&self, doc: &D, old: &Entry<D>) -> Result<bool, StoreError> {
         let now = now_ms();
-        let old_duration = old.doc.limits().and_then(|l| l.budget_duration.clone());
-        let new_duration = doc.limits().and_then(|l| l.budget_duration.clone());
+        let old_duration = self.budget_duration_of(&old.doc);
+        let new_duration = self.budget_duration_of(doc);
         let reset = if old_duration == new_duration {
             old.budget_reset_at
         } else {
@@ -1070,6 +1094,7 @@ impl Accounts {
         let now = now_ms();
         let mut due: Vec<(EntityKind, String, i64, Option<String>)> = Vec::new();
         fn collect<D: Doc>(
+            a: &Accounts,
             t: &Table<D>,
             now: i64,
             out: &mut Vec<(EntityKind, String, i64, Option<String>)>,
@@ -1078,16 +1103,16 @@ impl Accounts {
                 if let Some(at) = e.budget_reset_at
                     && at <= now
                 {
-                    let d = e.doc.limits().and_then(|l| l.budget_duration.clone());
+                    let d = a.budget_duration_of(&e.doc);
                     out.push((D::KIND, e.doc.id().to_string(), at, d));
                 }
             }
         }
-        collect(&self.keys, now, &mut due);
-        collect(&self.users, now, &mut due);
-        collect(&self.teams, now, &mut due);
-        collect(&self.orgs, now, &mut due);
-        collect(&self.end_users, now, &mut due);
+        collect(self, &self.keys, now, &mut due);
+        collect(self, &self.users, now, &mut due);
+        collect(self, &self.teams, now, &mut due);
+        collect(self, &self.orgs, now, &mut due);
+        collect(self, &self.end_users, now, &mut due);
         if due.is_empty() {
             return Ok(0);
         }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{TestDb, line_count};
-use tollgate_accounts::model::{EndUserDoc, KeyDoc, Limits, OrgDoc, TeamDoc, UserDoc};
+use tollgate_accounts::model::{BudgetDoc, EndUserDoc, KeyDoc, Limits, OrgDoc, TeamDoc, UserDoc};
 use tollgate_accounts::{Accounts, Admission, Booking, LedgerOptions, Principal, Settings, secret};
 use tollgate_core::{GatewayError, Nanos};
 use tollgate_store::{EntityKind, SpendLogFilter, SpendRow, now_ms};
@@ -782,6 +782,36 @@ async fn ledger_close_with_db_down(db: &TestDb) {
 // ------------------------------------------------------------------------------------------------------
 // 10. Budget resets
 
+/// An end user whose `budget_id` budget has the `budget_duration` gets the reset schedule from it.
+async fn referenced_budget_schedules_the_reset(db: &TestDb) {
+    let a = load(db).await;
+    let budget = BudgetDoc {
+        budget_id: "daily".into(),
+        limits: Limits {
+            max_budget: Some(C),
+            budget_duration: Some("1d".into()),
+            ..Limits::default()
+        },
+        ..BudgetDoc::default()
+    };
+    a.create(&budget).await.unwrap();
+    let customer = EndUserDoc {
+        user_id: "cust".into(),
+        budget_id: Some("daily".into()),
+        ..EndUserDoc::default()
+    };
+    let row = a.create(&customer).await.unwrap();
+    let next_midnight = (now_ms().div_euclid(86_400_000) + 1) * 86_400_000;
+    assert_eq!(row.budget_reset_at, Some(next_midnight));
+    assert_eq!(a.budget_duration_of(&customer).as_deref(), Some("1d"));
+    // Without a budget and without its own duration: no reset.
+    let plain = EndUserDoc {
+        user_id: "plain".into(),
+        ..EndUserDoc::default()
+    };
+    assert_eq!(a.create(&plain).await.unwrap().budget_reset_at, None);
+}
+
 async fn budget_reset(db: &TestDb) {
     let a = load(db).await;
     let other = Accounts::load(db.connect_again().await, settings(db))
@@ -897,6 +927,7 @@ async fn budget_reset_with_pending_spend(db: &TestDb) {
 
 both_backends!(
     authentication,
+    referenced_budget_schedules_the_reset,
     key_budget,
     key_budget_reservations,
     entity_budgets,
