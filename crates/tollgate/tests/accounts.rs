@@ -195,6 +195,7 @@ fn close(a: f64, b: f64) -> bool {
 // Scenarios
 
 on_both!(
+    management_routes,
     streams_are_booked,
     key_lifecycle,
     roles_are_enforced,
@@ -207,6 +208,259 @@ on_both!(
     restart_keeps_keys_and_spend,
     sigterm_loses_no_spend_row,
 );
+
+/// The routes the other scenarios do not drive, each with what it answers.
+async fn management_routes(db: Db) {
+    let mock = mock().await;
+    let gw = start(&db, &mock, "").await;
+    let ok = |r: Resp| {
+        r.expect_status(200);
+        r.json()
+    };
+    // Budgets.
+    ok(gw
+        .post(
+            "/budget/new",
+            &json!({"budget_id": "free", "max_budget": 2.0 * C, "rpm_limit": 100}),
+        )
+        .send()
+        .await);
+    gw.post("/budget/new", &json!({"budget_id": "free"}))
+        .send()
+        .await
+        .expect_error(400);
+    let info = ok(gw
+        .post("/budget/info", &json!({"budgets": ["free"]}))
+        .send()
+        .await);
+    assert_eq!(info[0]["rpm_limit"], 100, "{info}");
+    let upd = ok(gw
+        .post(
+            "/budget/update",
+            &json!({"budget_id": "free", "rpm_limit": 10}),
+        )
+        .send()
+        .await);
+    assert_eq!(upd["rpm_limit"], 10, "{upd}");
+    assert_eq!(
+        ok(gw.get("/budget/list").send().await)
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Customers (and the /end_user aliases) with that budget.
+    ok(gw
+        .post(
+            "/customer/new",
+            &json!({"user_id": "c1", "budget_id": "free", "alias": "Cust"}),
+        )
+        .send()
+        .await);
+    let c = ok(gw.get("/end_user/info?end_user_id=c1").send().await);
+    assert_eq!(c["alias"], "Cust", "{c}");
+    gw.post("/budget/delete", &json!({"id": "free"}))
+        .send()
+        .await
+        .expect_error(400);
+    let mut body = chat_body("priced");
+    body["user"] = json!("c1");
+    for _ in 0..2 {
+        gw.post("/v1/chat/completions", &body)
+            .send()
+            .await
+            .expect_status(200);
+    }
+    // The budget's max_budget (2 C) applies to the customer.
+    gw.post("/v1/chat/completions", &body)
+        .send()
+        .await
+        .expect_error(429);
+    ok(gw
+        .post(
+            "/customer/update",
+            &json!({"user_id": "c1", "alias": "C-1"}),
+        )
+        .send()
+        .await);
+    let list = ok(gw.get("/customer/list").send().await);
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["user_id"] == "c1" && c["alias"] == "C-1"),
+        "{list}"
+    );
+    ok(gw
+        .post("/customer/block", &json!({"user_ids": ["c1"]}))
+        .send()
+        .await);
+    gw.post("/v1/chat/completions", &body)
+        .send()
+        .await
+        .expect_error(403);
+    ok(gw
+        .post("/customer/unblock", &json!({"user_ids": ["c1"]}))
+        .send()
+        .await);
+    ok(gw
+        .post("/customer/delete", &json!({"user_ids": ["c1"]}))
+        .send()
+        .await);
+    gw.get("/customer/info?end_user_id=c1")
+        .send()
+        .await
+        .expect_error(404);
+    ok(gw
+        .post("/budget/delete", &json!({"id": "free"}))
+        .send()
+        .await);
+
+    // Organizations, teams, users.
+    let org = ok(gw
+        .post("/organization/new", &json!({"organization_alias": "acme"}))
+        .send()
+        .await);
+    let org_id = org["organization_id"].as_str().unwrap().to_string();
+    let team = ok(gw
+        .post(
+            "/team/new",
+            &json!({"team_alias": "core", "organization_id": org_id}),
+        )
+        .send()
+        .await);
+    let team_id = team["team_id"].as_str().unwrap().to_string();
+    let oi = ok(gw
+        .get(&format!("/organization/info?organization_id={org_id}"))
+        .send()
+        .await);
+    assert_eq!(oi["teams"][0]["team_id"], team_id.as_str(), "{oi}");
+    let ou = ok(gw
+        .req(Method::PATCH, "/organization/update")
+        .json(&json!({"organization_id": org_id, "organization_alias": "acme2"}))
+        .send()
+        .await);
+    assert_eq!(ou["organization_alias"], "acme2");
+    assert_eq!(
+        ok(gw.get("/organization/list").send().await)
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    gw.post(
+        "/organization/delete",
+        &json!({"organization_ids": [org_id]}),
+    )
+    .send()
+    .await
+    .expect_error(400);
+
+    ok(gw
+        .post(
+            "/user/new",
+            &json!({"user_id": "u", "user_email": "u@example.com", "auto_create_key": false}),
+        )
+        .send()
+        .await);
+    let uu = ok(gw
+        .post("/user/update", &json!({"user_id": "u", "max_budget": 5.0}))
+        .send()
+        .await);
+    assert_eq!(uu["max_budget"], 5.0, "{uu}");
+    let users = ok(gw.get("/user/list").send().await);
+    assert_eq!(users["total"], 1, "{users}");
+    ok(gw.post("/team/member_add", &json!({"team_id": team_id, "member": {"user_email": "u@example.com", "role": "admin"}})).send().await);
+    let ui = ok(gw.get("/user/info?user_id=u").send().await);
+    assert_eq!(ui["teams"][0]["team_id"], team_id.as_str(), "{ui}");
+    let tu = ok(gw
+        .post(
+            "/team/update",
+            &json!({"team_id": team_id, "max_budget": 1.0}),
+        )
+        .send()
+        .await);
+    assert_eq!(tu["max_budget"], 1.0);
+    assert_eq!(
+        ok(gw.get("/team/list").send().await)
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let (tk, _) = generate(&gw, json!({"team_id": team_id})).await;
+    ok(gw
+        .post("/team/block", &json!({"team_id": team_id}))
+        .send()
+        .await);
+    let e = chat(&gw, &tk, "priced").await.expect_error(401);
+    assert!(e["message"].as_str().unwrap().contains("blocked"), "{e}");
+    ok(gw
+        .post("/team/unblock", &json!({"team_id": team_id}))
+        .send()
+        .await);
+    chat(&gw, &tk, "priced").await.expect_status(200);
+    let md = ok(gw
+        .post(
+            "/team/member_delete",
+            &json!({"team_id": team_id, "user_id": "u"}),
+        )
+        .send()
+        .await);
+    assert_eq!(
+        md["members_with_roles"].as_array().unwrap().len(),
+        0,
+        "{md}"
+    );
+    let td = ok(gw
+        .post("/team/delete", &json!({"team_ids": [team_id]}))
+        .send()
+        .await);
+    assert_eq!(td["deleted_keys"], 1, "{td}");
+    chat(&gw, &tk, "priced").await.expect_error(401);
+    ok(gw
+        .post(
+            "/organization/delete",
+            &json!({"organization_ids": [org_id]}),
+        )
+        .send()
+        .await);
+    ok(gw
+        .post("/user/delete", &json!({"user_ids": ["u"]}))
+        .send()
+        .await);
+    gw.get("/user/info?user_id=u")
+        .send()
+        .await
+        .expect_error(404);
+
+    // Global spend reports: 3 priced requests so far (2 by c1 and 1 by the team key).
+    let (k, _) = generate(&gw, json!({"key_alias": "reporter"})).await;
+    chat(&gw, &k, "priced").await.expect_status(200);
+    let top = ok(gw.get("/global/spend/keys").send().await);
+    assert!(
+        top.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["key_alias"] == "reporter"),
+        "{top}"
+    );
+    let models = ok(gw.get("/global/spend/models").send().await);
+    assert_eq!(models[0]["model"], "priced", "{models}");
+    assert!(
+        close(models[0]["total_spend"].as_f64().unwrap(), 4.0 * C),
+        "{models}"
+    );
+    let report = ok(gw.get("/global/spend/report?group_by=api_key").send().await);
+    assert!(report.as_array().is_some_and(|a| !a.is_empty()), "{report}");
+    ok(gw.get("/global/spend/teams").send().await);
+    gw.get("/global/spend/report?group_by=planet")
+        .send()
+        .await
+        .expect_error(400);
+    gw.stop().await;
+}
 
 async fn streams_are_booked(db: Db) {
     use http_body_util::BodyExt;
