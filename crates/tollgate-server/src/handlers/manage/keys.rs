@@ -474,14 +474,7 @@ async fn set_blocked(state: AppState, req: Request, blocked: bool) -> Response {
             let old = find(&state, opt_str(&body, "key")?)?;
             let mut doc = old.doc.clone();
             doc.blocked = blocked;
-            let a = state.accounts();
-            if !a.update(&doc, &old).await.map_err(store_error)? {
-                return Err(GatewayError::NotFound("Key not found".into()));
-            }
-            let e = a
-                .keys
-                .get(&doc.token)
-                .ok_or_else(|| GatewayError::NotFound("Key not found".into()))?;
+            let e = super::save(&state, &state.accounts().keys, &old, &doc, "Key").await?;
             Ok(key_json(&e))
         }
         .await,

@@ -273,6 +273,50 @@ pub fn respond(r: Result<Value, GatewayError>) -> Response {
     }
 }
 
+/// Save a changed document (database, then memory) and return its entry as it is now; 404 naming `what`
+/// when it no longer exists.
+pub async fn save<D: Doc>(
+    state: &AppState,
+    table: &tollgate_accounts::Table<D>,
+    old: &Entry<D>,
+    doc: &D,
+    what: &str,
+) -> Result<std::sync::Arc<Entry<D>>, GatewayError> {
+    let gone = || GatewayError::NotFound(format!("{what} not found"));
+    if !state
+        .accounts()
+        .update(doc, old)
+        .await
+        .map_err(store_error)?
+    {
+        return Err(gone());
+    }
+    table.get(doc.id()).ok_or_else(gone)
+}
+
+/// Delete entities of `kind` together with the keys that belong to them (`owner` names a key's owner
+/// field): the keys first, so none outlives its owner. Returns the deleted ids and how many keys went.
+pub async fn delete_with_keys(
+    state: &AppState,
+    kind: tollgate_store::EntityKind,
+    ids: &[String],
+    owner: fn(&tollgate_accounts::model::KeyDoc) -> Option<&String>,
+) -> Result<(Vec<String>, usize), GatewayError> {
+    let a = state.accounts();
+    let keys: Vec<String> = a
+        .keys
+        .all()
+        .into_iter()
+        .filter(|k| owner(&k.doc).is_some_and(|o| ids.contains(o)))
+        .map(|k| k.doc.token.clone())
+        .collect();
+    a.delete(tollgate_store::EntityKind::Key, &keys)
+        .await
+        .map_err(store_error)?;
+    let done = a.delete(kind, ids).await.map_err(store_error)?;
+    Ok((done, keys.len()))
+}
+
 /// A new id for an entity that was not given one (UUIDv7).
 pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()

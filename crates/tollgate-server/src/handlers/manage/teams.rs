@@ -198,14 +198,7 @@ pub async fn update(State(state): State<AppState>, req: Request) -> Response {
             }
             let mut doc: TeamDoc = merge(&old.doc, &body, FIELDS, IGNORED)?;
             doc.team_id = old.doc.team_id.clone();
-            let a = state.accounts();
-            if !a.update(&doc, &old).await.map_err(store_error)? {
-                return Err(GatewayError::NotFound("Team not found".into()));
-            }
-            let e = a
-                .teams
-                .get(&doc.team_id)
-                .ok_or_else(|| GatewayError::NotFound("Team not found".into()))?;
+            let e = super::save(&state, &state.accounts().teams, &old, &doc, "Team").await?;
             Ok(entry_json(&e))
         }
         .await,
@@ -225,21 +218,10 @@ pub async fn delete(State(state): State<AppState>, req: Request) -> Response {
             if let Some(missing) = ids.iter().find(|t| a.teams.get(t).is_none()) {
                 return Err(GatewayError::NotFound(format!("Team {missing} not found")));
             }
-            let keys: Vec<String> = a
-                .keys
-                .all()
-                .into_iter()
-                .filter(|k| k.doc.team_id.as_ref().is_some_and(|t| ids.contains(t)))
-                .map(|k| k.doc.token.clone())
-                .collect();
-            a.delete(EntityKind::Key, &keys)
-                .await
-                .map_err(store_error)?;
-            let done = a
-                .delete(EntityKind::Team, &ids)
-                .await
-                .map_err(store_error)?;
-            Ok(json!({ "deleted_teams": done, "deleted_keys": keys.len() }))
+            let (done, keys) =
+                super::delete_with_keys(&state, EntityKind::Team, &ids, |k| k.team_id.as_ref())
+                    .await?;
+            Ok(json!({ "deleted_teams": done, "deleted_keys": keys }))
         }
         .await,
     )
@@ -373,12 +355,7 @@ pub async fn member_delete(State(state): State<AppState>, req: Request) -> Respo
             if doc.members_with_roles.len() == before {
                 return Err(GatewayError::NotFound("No such member in this team".into()));
             }
-            let a = state.accounts();
-            a.update(&doc, &old).await.map_err(store_error)?;
-            let e = a
-                .teams
-                .get(&doc.team_id)
-                .ok_or_else(|| GatewayError::NotFound("Team not found".into()))?;
+            let e = super::save(&state, &state.accounts().teams, &old, &doc, "Team").await?;
             Ok(entry_json(&e))
         }
         .await,
@@ -398,12 +375,7 @@ async fn set_blocked(state: AppState, req: Request, blocked: bool) -> Response {
             let old = find(&state, opt_str(&body, "team_id")?)?;
             let mut doc = old.doc.clone();
             doc.blocked = blocked;
-            let a = state.accounts();
-            a.update(&doc, &old).await.map_err(store_error)?;
-            let e = a
-                .teams
-                .get(&doc.team_id)
-                .ok_or_else(|| GatewayError::NotFound("Team not found".into()))?;
+            let e = super::save(&state, &state.accounts().teams, &old, &doc, "Team").await?;
             Ok(entry_json(&e))
         }
         .await,

@@ -185,22 +185,10 @@ pub async fn delete(State(state): State<AppState>, req: Request) -> Response {
             let body = body_object(req).await?;
             let ids = str_list(&body, "user_ids")?
                 .ok_or_else(|| GatewayError::invalid_param("user_ids", "`user_ids` is required"))?;
-            let a = state.accounts();
-            let keys: Vec<String> = a
-                .keys
-                .all()
-                .into_iter()
-                .filter(|k| k.doc.user_id.as_ref().is_some_and(|u| ids.contains(u)))
-                .map(|k| k.doc.token.clone())
-                .collect();
-            a.delete(EntityKind::Key, &keys)
-                .await
-                .map_err(store_error)?;
-            let done = a
-                .delete(EntityKind::User, &ids)
-                .await
-                .map_err(store_error)?;
-            Ok(json!({ "deleted_users": done, "deleted_keys": keys.len() }))
+            let (done, keys) =
+                super::delete_with_keys(&state, EntityKind::User, &ids, |k| k.user_id.as_ref())
+                    .await?;
+            Ok(json!({ "deleted_users": done, "deleted_keys": keys }))
         }
         .await,
     )
