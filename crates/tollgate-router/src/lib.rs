@@ -153,20 +153,25 @@ impl<T> Router<T> {
 }
 
 impl<T> Router<T> {
-    /// Like [`Router::route`], among the deployments `ok` accepts (e.g. those with rpm/tpm capacity left).
-    /// `None` when the name is unknown or no deployment is acceptable.
-    pub fn route_where<'a>(
+    /// Like [`Router::route`], from what [`Router::candidates`] returned (the caller looked the name up
+    /// already), among the deployments `ok` accepts (e.g. those with rpm/tpm capacity left). `None` when
+    /// none is acceptable. Allocates only when some deployment is refused.
+    pub fn pick_where<'a>(
         &'a self,
-        model: &'a str,
+        (group, capture, idx): (&'a str, Option<&'a str>, &'a [usize]),
         ok: impl Fn(&Entry<T>) -> bool,
     ) -> Option<Route<'a, T>> {
-        let (group, capture, idx) = self.candidates(model)?;
-        let allowed: Vec<usize> = idx
-            .iter()
-            .copied()
-            .filter(|&i| ok(&self.entries[i]))
-            .collect();
-        let i = pick_weighted(&allowed, |i| weight_of(&self.entries[i].deployment))?;
+        let weight = |i: usize| weight_of(&self.entries[i].deployment);
+        let i = if idx.iter().all(|&i| ok(&self.entries[i])) {
+            pick_weighted(idx, weight)?
+        } else {
+            let allowed: Vec<usize> = idx
+                .iter()
+                .copied()
+                .filter(|&i| ok(&self.entries[i]))
+                .collect();
+            pick_weighted(&allowed, weight)?
+        };
         let entry = &self.entries[i];
         Some(Route {
             entry,

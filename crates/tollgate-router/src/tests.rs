@@ -121,3 +121,23 @@ fn wildcard_capture_respects_prefix_and_suffix() {
     assert_eq!(upstream_model("x/*", Some("y")), "x/y");
     assert_eq!(upstream_model("fixed", Some("y")), "fixed");
 }
+
+#[test]
+fn pick_where_skips_refused_deployments() {
+    let r = router(CFG);
+    let c = r.candidates("gpt-4o").unwrap();
+    for _ in 0..50 {
+        let route = r
+            .pick_where(c, |e| {
+                e.deployment.api_base.as_deref() == Some("http://b/v1")
+            })
+            .unwrap();
+        assert_eq!(
+            route.entry.deployment.api_base.as_deref(),
+            Some("http://b/v1")
+        );
+        assert_eq!(route.group, "gpt-4o");
+    }
+    assert!(r.pick_where(c, |_| false).is_none());
+    assert!(r.pick_where(c, |_| true).is_some());
+}

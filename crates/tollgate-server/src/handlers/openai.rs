@@ -202,17 +202,24 @@ async fn proxy(
     let target = accounts
         .alias_for(&principal, &parsed.model)
         .unwrap_or_else(|| parsed.model.clone());
-    let Some((group, _, idx)) = rt.router.candidates(&target) else {
+    let Some(candidates) = rt.router.candidates(&target) else {
         return ApiError(GatewayError::ModelNotFound {
             requested: Some(parsed.model),
             available: visible_models(&state, &rt, &principal),
         })
         .into_response();
     };
-    let access_groups = access_groups_of(&rt, idx);
-    if !accounts.may_use_model(&principal, group, &access_groups)
-        && !accounts.may_use_model(&principal, &parsed.model, &access_groups)
-    {
+    let (group, _, idx) = candidates;
+    // Only virtual keys have model lists (the master key and an open gateway may use everything).
+    let allowed = match &principal {
+        Principal::Key(_) => {
+            let access_groups = access_groups_of(&rt, idx);
+            accounts.may_use_model(&principal, group, &access_groups)
+                || accounts.may_use_model(&principal, &parsed.model, &access_groups)
+        }
+        _ => true,
+    };
+    if !allowed {
         let allowed = principal
             .key()
             .map(|k| k.models.join(", "))
@@ -225,7 +232,7 @@ async fn proxy(
     }
     // A deployment with rpm/tpm capacity left (deployments without limits always have it).
     let now = tollgate_store::now_ms();
-    let Some(route) = rt.router.route_where(&target, |e| {
+    let Some(route) = rt.router.pick_where(candidates, |e| {
         e.target
             .limits
             .as_ref()
