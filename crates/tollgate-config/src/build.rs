@@ -12,6 +12,7 @@ use crate::env::Env;
 use crate::error::{ConfigError, KeyPath};
 use crate::keys::{self, DEPRECATED, Section, Support};
 use crate::resolve;
+use crate::routing_read;
 use crate::secret::Secret;
 use crate::types::{Config, Deployment, Mode, ModelInfo, Overrides, ServerSettings, TlsFiles};
 use crate::yaml::{Entry, Loc, Node, Value};
@@ -44,6 +45,7 @@ pub(crate) fn build(
         ..Config::default()
     };
     let file = FileSettings::read(&root, &mut diag);
+    let routing = routing_read::read(&root, &mut diag);
     let mut located = deployments(&root, &mut diag);
     if let Some(model) = &overrides.model {
         if let Some(d) = cli_deployment(model, overrides.api_base.as_deref(), &mut diag) {
@@ -66,6 +68,13 @@ pub(crate) fn build(
     config.model_group_alias = file.aliases;
     config.hidden_model_group_aliases = file.hidden_aliases;
     check_aliases(&config, &file.alias_locs, &mut diag);
+    routing_read::check_groups(
+        &routing.groups,
+        &config.deployments,
+        &config.model_group_alias,
+        &mut diag,
+    );
+    config.routing = routing.settings;
 
     if let Some(error) = ConfigError::from_many(in_document_order(diag.errors)) {
         return Err(error);
@@ -492,10 +501,24 @@ fn deployment(node: &Node, path: &KeyPath, diag: &mut Diag) -> Option<Deployment
         None => ModelInfo::default(),
         Some(e) => model_info(&e.value, &info_path, diag),
     };
+    // `model_info.health_check_timeout` (LiteLLM's documented place) wins over `litellm_params`';
+    // it also stays in `model_info.extra`, as written.
+    let info_health_timeout = node
+        .get("model_info")
+        .and_then(|e| e.value.get("health_check_timeout"))
+        .and_then(|e| {
+            convert::seconds(
+                &e.value,
+                &info_path.key("health_check_timeout"),
+                diag,
+                false,
+            )
+        });
     let params = params?;
     let mut d = litellm_params(params, &params_path, diag)?;
     d.model_name = model_name?;
     d.model_info = model_info;
+    d.health_check_timeout = info_health_timeout.or(d.health_check_timeout);
     d.id = deployment_hash(&d.model_name, params);
     Some(d)
 }
@@ -527,6 +550,8 @@ fn litellm_params(node: &Node, path: &KeyPath, diag: &mut Diag) -> Option<Deploy
         timeout: None,
         stream_timeout: None,
         max_retries: None,
+        num_retries: None,
+        health_check_timeout: None,
         extra_headers: Vec::new(),
         mock_response: None,
         extra_params: serde_json::Map::new(),
@@ -573,6 +598,10 @@ fn litellm_params(node: &Node, path: &KeyPath, diag: &mut Diag) -> Option<Deploy
             "timeout" => d.timeout = convert::seconds(v, &p, diag, false),
             "stream_timeout" => d.stream_timeout = convert::seconds(v, &p, diag, false),
             "max_retries" => d.max_retries = convert::whole_u32(v, &p, diag),
+            "num_retries" => d.num_retries = convert::whole_u32(v, &p, diag),
+            "health_check_timeout" => {
+                d.health_check_timeout = convert::seconds(v, &p, diag, false);
+            }
             "extra_headers" => d.extra_headers = headers(v, &p, diag),
             "mock_response" => d.mock_response = convert::string(v, &p, diag),
             other => {
@@ -832,6 +861,8 @@ fn cli_deployment(model: &str, api_base: Option<&str>, diag: &mut Diag) -> Optio
         timeout: None,
         stream_timeout: None,
         max_retries: None,
+        num_retries: None,
+        health_check_timeout: None,
         extra_headers: Vec::new(),
         mock_response: None,
         extra_params: serde_json::Map::new(),

@@ -27,6 +27,8 @@ mod error;
 mod include;
 mod keys;
 mod resolve;
+mod routing;
+mod routing_read;
 mod secret;
 mod types;
 mod yaml;
@@ -36,6 +38,7 @@ use std::path::{Path, PathBuf};
 pub use build::split_model;
 pub use env::Env;
 pub use error::{ConfigError, Location};
+pub use routing::{ClassPolicy, ErrorClass, FallbackMap, RoutingSettings, Strategy};
 pub use secret::Secret;
 pub use types::{
     AccountsSettings, Config, DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT,

@@ -85,6 +85,8 @@ pub struct Config {
     pub drop_params: bool,
     /// `router_settings.timeout`, else `litellm_settings.request_timeout`.
     pub request_timeout: Option<Duration>,
+    /// Routing strategy, retries, fallbacks, cooldowns and health checks.
+    pub routing: crate::routing::RoutingSettings,
     /// `litellm_settings.json_logs`
     pub json_logs: bool,
     /// The file's `environment_variables`, resolved (values may be secrets). Pass
@@ -111,6 +113,7 @@ impl Default for Config {
             accounts: AccountsSettings::default(),
             drop_params: false,
             request_timeout: None,
+            routing: crate::routing::RoutingSettings::default(),
             json_logs: false,
             environment_variables: BTreeMap::new(),
             unimplemented: Vec::new(),
@@ -136,6 +139,7 @@ impl fmt::Debug for Config {
             .field("accounts", &self.accounts)
             .field("drop_params", &self.drop_params)
             .field("request_timeout", &self.request_timeout)
+            .field("routing", &self.routing)
             .field("json_logs", &self.json_logs)
             .field("environment_variables", &self.environment_variables)
             .field("unimplemented", &self.unimplemented)
@@ -305,6 +309,11 @@ pub struct Deployment {
     pub stream_timeout: Option<Duration>,
     /// `litellm_params.max_retries`
     pub max_retries: Option<u32>,
+    /// `litellm_params.num_retries`: this deployment's retries (over the router's `num_retries`).
+    pub num_retries: Option<u32>,
+    /// `model_info.health_check_timeout` (else `litellm_params.health_check_timeout`), seconds: the
+    /// background health probe's time limit for this deployment.
+    pub health_check_timeout: Option<Duration>,
     /// `litellm_params.extra_headers`, in file order.
     pub extra_headers: Vec<(String, String)>,
     /// `litellm_params.mock_response`
@@ -344,6 +353,8 @@ impl fmt::Debug for Deployment {
             .field("timeout", &self.timeout)
             .field("stream_timeout", &self.stream_timeout)
             .field("max_retries", &self.max_retries)
+            .field("num_retries", &self.num_retries)
+            .field("health_check_timeout", &self.health_check_timeout)
             .field("extra_headers", &headers)
             .field("mock_response", &self.mock_response)
             .field("extra_params", &Redacted(&self.extra_params))

@@ -181,13 +181,17 @@ fn litellm_docs_config_parses_with_typed_values() {
             "litellm_settings.cache",
             "litellm_settings.cache_params",
             "litellm_settings.drop_params",
-            "litellm_settings.fallbacks",
-            "litellm_settings.num_retries",
             "litellm_settings.success_callback",
-            "router_settings.allowed_fails",
-            "router_settings.num_retries",
-            "router_settings.routing_strategy",
         ]
+    );
+    // Router settings: router_settings.num_retries (2) wins over litellm_settings.num_retries (3).
+    let r = &config.routing;
+    assert_eq!(r.strategy, tollgate_config::Strategy::UsageBased);
+    assert_eq!(r.num_retries, 2);
+    assert_eq!(r.allowed_fails, 3);
+    assert_eq!(
+        r.fallbacks,
+        [("gpt-4o".to_owned(), vec!["claude-3-5-sonnet".to_owned()])]
     );
     // set_verbose is deprecated; REDIS_PASSWORD is unset but only feeds an unimplemented setting.
     assert_eq!(config.warnings.len(), 2, "{:#?}", config.warnings);
@@ -866,7 +870,7 @@ litellm_settings:
   callbacks: [prometheus]
   drop_params: true
 router_settings:
-  routing_strategy: latency-based-routing
+  cache_responses: true
 ";
     let c = load_text(text, &env(&[])).expect("loads");
     assert_eq!(
@@ -876,7 +880,7 @@ router_settings:
             "guardrails",
             "litellm_settings.callbacks",
             "litellm_settings.drop_params",
-            "router_settings.routing_strategy"
+            "router_settings.cache_responses"
         ]
     );
 }

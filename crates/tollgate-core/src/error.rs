@@ -75,6 +75,23 @@ pub enum GatewayError {
     /// A bug or an unexpected failure inside the gateway. The message is logged; clients see a generic text.
     #[error("Internal error: {0}")]
     Internal(String),
+    /// Every attempt (retries and fallbacks) failed: the last error's status, type and code, with every
+    /// attempt's cause in the message.
+    #[error("{last} {}", attempts_text(.attempts))]
+    AllAttemptsFailed {
+        last: Box<GatewayError>,
+        attempts: Vec<String>,
+    },
+}
+
+fn attempts_text(attempts: &[String]) -> String {
+    let mut out = format!("({} attempts:", attempts.len());
+    for (n, a) in attempts.iter().enumerate() {
+        out.push_str(&format!(" {}. {a};", n + 1));
+    }
+    out.pop();
+    out.push(')');
+    out
 }
 
 /// An error status from an upstream, with what its body said (boxed in `GatewayError` to keep results small).
@@ -141,6 +158,7 @@ impl GatewayError {
             NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            AllAttemptsFailed { last, .. } => last.status(),
         }
     }
 
@@ -171,6 +189,7 @@ impl GatewayError {
             NotImplemented(_) => "not_implemented_error",
             Unavailable(_) => "service_unavailable_error",
             Internal(_) => "internal_server_error",
+            AllAttemptsFailed { last, .. } => last.error_type(),
         }
     }
 
@@ -195,6 +214,7 @@ impl GatewayError {
             NotImplemented(_) => Some("not_implemented"),
             Unavailable(_) => Some("service_unavailable"),
             Internal(_) => Some("internal_error"),
+            AllAttemptsFailed { last, .. } => last.code(),
         }
     }
 
@@ -203,6 +223,7 @@ impl GatewayError {
             GatewayError::InvalidRequest { param, .. } => param.as_deref(),
             GatewayError::UpstreamStatus(f) => f.param.as_deref(),
             GatewayError::ModelNotFound { .. } => Some("model"),
+            GatewayError::AllAttemptsFailed { last, .. } => last.param(),
             _ => None,
         }
     }
@@ -219,6 +240,7 @@ impl GatewayError {
                 ..
             } => Some(d.as_secs_f64().ceil().max(1.0).to_string()),
             GatewayError::UpstreamStatus(f) => f.retry_after.clone(),
+            GatewayError::AllAttemptsFailed { last, .. } => last.retry_after(),
             _ => None,
         }
     }
@@ -232,6 +254,9 @@ impl GatewayError {
             }
             GatewayError::UpstreamStatus(f) if f.status >= 500 => {
                 format!("Upstream returned {}: {}", f.status, f.message)
+            }
+            GatewayError::AllAttemptsFailed { last, attempts } => {
+                format!("{} {}", last.public_message(), attempts_text(attempts))
             }
             other => other.to_string(),
         }

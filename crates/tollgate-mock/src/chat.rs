@@ -84,16 +84,15 @@ pub(crate) async fn handle(
             Some("messages"),
         );
     }
-    let knobs = match Knobs::collect(headers, Some(&req.model)) {
+    let knobs = match shared.knobs(headers, Some(&req.model)) {
         Ok(k) => k,
         Err(msg) => return respond::bad_request(&msg),
     };
-    if let Some(resp) = apply_faults(shared, &knobs, Some(&req.model)).await {
-        return resp;
-    }
-
     let prompt_chars: usize = req.messages.iter().map(|m| m.content.char_len()).sum();
     let prompt_tokens = text::prompt_tokens(prompt_chars);
+    if let Some(resp) = apply_faults(shared, &knobs, Some(&req.model), prompt_tokens).await {
+        return resp;
+    }
     let answer = answer(&req, &knobs);
     let completion_tokens = match &answer {
         Answer::Text(t) => text::word_count(t),

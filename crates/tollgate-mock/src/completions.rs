@@ -8,7 +8,6 @@ use serde::Deserialize;
 
 use crate::body::MockBody;
 use crate::chat::SYSTEM_FINGERPRINT;
-use crate::knobs::Knobs;
 use crate::router::{DONE, StreamOptions, apply_faults, malformed, parse_body, sse_data};
 use crate::state::Shared;
 use crate::text::{self, DEFAULT_CONTENT};
@@ -52,15 +51,14 @@ pub(crate) async fn handle(
             }
         },
     };
-    let knobs = match Knobs::collect(headers, Some(&req.model)) {
+    let knobs = match shared.knobs(headers, Some(&req.model)) {
         Ok(k) => k,
         Err(msg) => return respond::bad_request(&msg),
     };
-    if let Some(resp) = apply_faults(shared, &knobs, Some(&req.model)).await {
+    let prompt_tokens = prompts.iter().map(|(_, t)| t).sum::<u64>().max(1);
+    if let Some(resp) = apply_faults(shared, &knobs, Some(&req.model), prompt_tokens).await {
         return resp;
     }
-
-    let prompt_tokens = prompts.iter().map(|(_, t)| t).sum::<u64>().max(1);
     let content: &str = if knobs.echo {
         prompts.last().map_or("", |(p, _)| p)
     } else {

@@ -7,7 +7,6 @@ use http::{HeaderMap, Response, StatusCode};
 use serde::Deserialize;
 
 use crate::body::MockBody;
-use crate::knobs::Knobs;
 use crate::router::{apply_faults, malformed, parse_body};
 use crate::state::Shared;
 use crate::{json, respond, text};
@@ -70,11 +69,11 @@ pub(crate) async fn handle(
             );
         }
     };
-    let knobs = match Knobs::collect(headers, Some(&req.model)) {
+    let knobs = match shared.knobs(headers, Some(&req.model)) {
         Ok(k) => k,
         Err(msg) => return respond::bad_request(&msg),
     };
-    if let Some(resp) = apply_faults(shared, &knobs, Some(&req.model)).await {
+    if let Some(resp) = apply_faults(shared, &knobs, Some(&req.model), 0).await {
         return resp;
     }
     if knobs.reset_after_chunks.is_some() {

@@ -31,15 +31,24 @@ pub(crate) struct Knobs {
     pub(crate) tool_call: Option<String>,
     pub(crate) dims: Option<usize>,
     pub(crate) fail_first: Option<u64>,
+    /// Probability in [0, 1] that a request fails.
+    pub(crate) fail_rate: Option<f64>,
+    /// The OpenAI error `code` of a failure answer.
+    pub(crate) error_code: Option<String>,
     /// Canonical `name=value` list of the header knobs (sorted), kept only
     /// when `fail_first` needs a counter key.
     header_canon: Vec<(String, String)>,
 }
 
 impl Knobs {
-    /// Collects the knobs of a request: first the model suffix, then headers.
-    pub(crate) fn collect(headers: &HeaderMap, model: Option<&str>) -> Result<Knobs, String> {
-        let mut knobs = Knobs::default();
+    /// Collects the knobs of a request on top of `base` (the server-wide
+    /// defaults): first the model suffix, then headers.
+    pub(crate) fn collect(
+        base: Option<&Knobs>,
+        headers: &HeaderMap,
+        model: Option<&str>,
+    ) -> Result<Knobs, String> {
+        let mut knobs = base.cloned().unwrap_or_default();
         if let Some(suffix) = model.and_then(|m| split_model(m).1) {
             for pair in suffix.split(',').filter(|p| !p.trim().is_empty()) {
                 let (name, value) = pair.split_once('=').unwrap_or((pair, "1"));
@@ -55,7 +64,36 @@ impl Knobs {
             knobs.set(&knob, value.trim())?;
             knobs.header_canon.push((knob, value.into_owned()));
         }
+        knobs.check()?;
         Ok(knobs)
+    }
+
+    /// Builds a knob set from `name=value` pairs (the server-wide defaults).
+    /// Names may use `-` for `_`.
+    pub(crate) fn from_pairs<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Knobs, String> {
+        let mut knobs = Knobs::default();
+        for (name, value) in pairs {
+            knobs.set(&name.trim().replace('-', "_"), value.trim())?;
+        }
+        knobs.check()?;
+        Ok(knobs)
+    }
+
+    /// Checks the knobs that only make sense together.
+    fn check(&self) -> Result<(), String> {
+        if let Some(code) = self.error_code.as_deref()
+            && special_error(code).is_none()
+            && self.status.is_none()
+            && self.retry_after.is_none()
+        {
+            return Err(format!(
+                "mock knob `error_code` = {code:?} needs a `status` knob (only \
+                 context_length_exceeded, content_policy_violation and content_filter have a default)"
+            ));
+        }
+        Ok(())
     }
 
     /// The key under which `fail_first` counts requests: the model string
@@ -121,6 +159,19 @@ impl Knobs {
                 self.dims = Some(d);
             }
             "fail_first" => self.fail_first = Some(int()?),
+            "fail_rate" => {
+                let p = value
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|p| (0.0..=1.0).contains(p));
+                self.fail_rate = Some(p.ok_or_else(invalid)?);
+            }
+            "error_code" => {
+                self.error_code = match value {
+                    "" | "0" | "none" | "null" => None,
+                    code => Some(code.to_owned()),
+                }
+            }
             _ => return Err(format!("unknown mock knob `{name}`")),
         }
         Ok(())
@@ -135,18 +186,64 @@ impl Knobs {
         }
     }
 
-    /// The HTTP status this request should fail with, before `fail_first`
-    /// is taken into account: `status` (if it is an error status), or 429
-    /// when only `retry_after` is set, or 500 when only `fail_first` is set.
+    /// The HTTP status this request fails with if it fails: `status` (if
+    /// it is an error status), else the default of a special `error_code`
+    /// (400), else 429 when `retry_after` is set, else 500 when a gate
+    /// (`fail_first` / `fail_rate`) is set. `None` when nothing asks for a
+    /// failure (or `status` is a success status without a gate).
     pub(crate) fn failure_status(&self) -> Option<u16> {
-        match (self.status, self.retry_after, self.fail_first) {
-            (Some(s), _, _) if s >= 400 => Some(s),
-            (Some(_), _, Some(_)) => Some(500),
-            (Some(_), _, None) => None,
-            (None, Some(_), _) => Some(429),
-            (None, None, Some(_)) => Some(500),
-            (None, None, None) => None,
+        let gated = self.fail_first.is_some() || self.fail_rate.is_some();
+        if !gated && self.status.is_some_and(|s| s < 400) {
+            return None;
         }
+        self.status
+            .filter(|s| *s >= 400)
+            .or_else(|| {
+                self.error_code
+                    .as_deref()
+                    .and_then(special_error)
+                    .map(|e| e.status)
+            })
+            .or(self.retry_after.map(|_| 429))
+            .or(gated.then_some(500))
+    }
+
+    /// Whether this request fails, and with which status. Without a gate,
+    /// [`Knobs::failure_status`] alone decides. With `fail_first` the
+    /// request fails while `first_n(n)` (which counts it) is true; with
+    /// `fail_rate` p it fails when `draw()` (uniform in [0, 1)) is below p.
+    /// With both, either makes it fail.
+    pub(crate) fn decide(
+        &self,
+        first_n: impl FnOnce(u64) -> bool,
+        draw: impl FnOnce() -> f64,
+    ) -> Option<u16> {
+        let status = self.failure_status()?;
+        let mut fail = match self.fail_first {
+            Some(n) => first_n(n),
+            None => self.fail_rate.is_none(),
+        };
+        if !fail && let Some(p) = self.fail_rate {
+            fail = draw() < p;
+        }
+        fail.then_some(status)
+    }
+}
+
+/// What a special `error_code` value implies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SpecialError {
+    /// Status used when no `status` knob is given.
+    pub(crate) status: u16,
+}
+
+/// The `error_code` values that carry a default status (and their own message).
+pub(crate) fn special_error(code: &str) -> Option<SpecialError> {
+    match code {
+        "context_length_exceeded" | "content_policy_violation" | "content_filter" => {
+            Some(SpecialError { status: 400 })
+        }
+        _ => None,
     }
 }
 
@@ -165,6 +262,8 @@ const KNOWN: &[&str] = &[
     "tool_call",
     "dims",
     "fail_first",
+    "fail_rate",
+    "error_code",
 ];
 
 /// Splits `model@knobs` into the base model and the knob suffix (after the
@@ -191,7 +290,7 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("x-mock-status", HeaderValue::from_static("429"));
         h.insert("x-mock-chunk-interval-ms", HeaderValue::from_static("7"));
-        let k = Knobs::collect(&h, Some("gpt-4o@latency_ms=20,status=503,echo")).unwrap();
+        let k = Knobs::collect(None, &h, Some("gpt-4o@latency_ms=20,status=503,echo")).unwrap();
         assert_eq!(k.latency, Some(Duration::from_millis(20)));
         assert_eq!(k.status, Some(429));
         assert_eq!(k.chunk_interval, Some(Duration::from_millis(7)));
@@ -208,24 +307,140 @@ mod tests {
         assert_eq!(split_model("m@a=1"), ("m", Some("a=1")));
         assert_eq!(split_model("m@echo,hang"), ("m", Some("echo,hang")));
         assert_eq!(split_model("a@b@echo"), ("a@b", Some("echo")));
-        let k = Knobs::collect(&HeaderMap::new(), Some("claude-3@20240229")).unwrap();
+        let k = Knobs::collect(None, &HeaderMap::new(), Some("claude-3@20240229")).unwrap();
         assert_eq!(k.failure_status(), None);
     }
 
     #[test]
     fn bad_knobs_are_errors() {
-        assert!(Knobs::collect(&HeaderMap::new(), Some("m@latency_ms=abc")).is_err());
-        assert!(Knobs::collect(&HeaderMap::new(), Some("m@nope=1")).is_err());
-        assert!(Knobs::collect(&HeaderMap::new(), Some("m@dims=0")).is_err());
+        assert!(Knobs::collect(None, &HeaderMap::new(), Some("m@latency_ms=abc")).is_err());
+        assert!(Knobs::collect(None, &HeaderMap::new(), Some("m@nope=1")).is_err());
+        assert!(Knobs::collect(None, &HeaderMap::new(), Some("m@dims=0")).is_err());
     }
 
     #[test]
     fn failure_defaults() {
-        let k = Knobs::collect(&HeaderMap::new(), Some("m@retry_after=3")).unwrap();
+        let k = Knobs::collect(None, &HeaderMap::new(), Some("m@retry_after=3")).unwrap();
         assert_eq!(k.failure_status(), Some(429));
-        let k = Knobs::collect(&HeaderMap::new(), Some("m@fail_first=2")).unwrap();
+        let k = Knobs::collect(None, &HeaderMap::new(), Some("m@fail_first=2")).unwrap();
         assert_eq!(k.failure_status(), Some(500));
-        let k = Knobs::collect(&HeaderMap::new(), Some("m@fail_first=2,status=503")).unwrap();
+        let k = Knobs::collect(None, &HeaderMap::new(), Some("m@fail_first=2,status=503")).unwrap();
         assert_eq!(k.failure_status(), Some(503));
+    }
+
+    fn knobs(model: &str) -> Knobs {
+        Knobs::collect(None, &HeaderMap::new(), Some(model)).unwrap()
+    }
+
+    /// Runs `decide` `n` times with a seeded RNG and no `fail_first` hit;
+    /// returns the statuses of the failures.
+    fn failures(k: &Knobs, n: usize, seed: u64) -> Vec<u16> {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        (0..n)
+            .filter_map(|_| k.decide(|_| false, || rng.f64()))
+            .collect()
+    }
+
+    #[test]
+    fn fail_rate_fails_about_that_fraction() {
+        let k = knobs("m@fail_rate=0.2");
+        for seed in [1, 2, 3, 42] {
+            let fails = failures(&k, 2000, seed);
+            assert!(
+                (300..=500).contains(&fails.len()),
+                "seed {seed}: {} failures of 2000 at 0.2",
+                fails.len()
+            );
+            assert!(fails.iter().all(|s| *s == 500));
+        }
+        // The real RNG the server uses, too.
+        let real = (0..2000)
+            .filter(|_| k.decide(|_| false, fastrand::f64).is_some())
+            .count();
+        assert!(
+            (300..=500).contains(&real),
+            "{real} failures of 2000 at 0.2"
+        );
+    }
+
+    #[test]
+    fn fail_rate_bounds_and_statuses() {
+        assert!(failures(&knobs("m@fail_rate=0"), 500, 7).is_empty());
+        assert_eq!(failures(&knobs("m@fail_rate=1"), 500, 7).len(), 500);
+        // A bare `fail_rate` means 1.
+        assert_eq!(failures(&knobs("m@fail_rate"), 10, 7).len(), 10);
+        // `status` is the failure status, not a forced failure.
+        let k = knobs("m@fail_rate=0,status=503");
+        assert_eq!(k.failure_status(), Some(503));
+        assert!(failures(&k, 200, 7).is_empty());
+        assert_eq!(failures(&knobs("m@fail_rate=1,status=503"), 3, 7), [503; 3]);
+        assert_eq!(
+            failures(&knobs("m@fail_rate=1,retry_after=2"), 3, 7),
+            [429; 3]
+        );
+        // With fail_first, a fail_first hit fails even at rate 0.
+        let k = knobs("m@fail_rate=0,fail_first=1");
+        assert_eq!(k.decide(|_| true, || 0.5), Some(500));
+        assert_eq!(k.decide(|_| false, || 0.0), None);
+        for bad in ["-0.1", "1.5", "NaN", "lots", "inf"] {
+            let model = format!("m@fail_rate={bad}");
+            assert!(
+                Knobs::collect(None, &HeaderMap::new(), Some(&model)).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn error_code_defaults_and_validation() {
+        for code in [
+            "context_length_exceeded",
+            "content_policy_violation",
+            "content_filter",
+        ] {
+            let k = knobs(&format!("m@error_code={code}"));
+            assert_eq!(k.failure_status(), Some(400), "{code}");
+            assert_eq!(k.decide(|_| false, || 0.0), Some(400), "{code} forces");
+            let k = knobs(&format!("m@error_code={code},status=413"));
+            assert_eq!(k.failure_status(), Some(413), "{code}: status wins");
+        }
+        // Other codes need a status (or retry_after, which implies 429).
+        let err = Knobs::collect(
+            None,
+            &HeaderMap::new(),
+            Some("m@error_code=insufficient_quota"),
+        )
+        .unwrap_err();
+        assert!(err.contains("status"), "{err}");
+        let k = knobs("m@error_code=insufficient_quota,status=429");
+        assert_eq!(k.failure_status(), Some(429));
+        assert_eq!(
+            knobs("m@error_code=x,retry_after=1").failure_status(),
+            Some(429)
+        );
+        // With a gate the code is only attached to the failures.
+        let k = knobs("m@error_code=content_filter,fail_rate=0");
+        assert_eq!(k.failure_status(), Some(400));
+        assert_eq!(k.decide(|_| false, || 0.3), None);
+    }
+
+    #[test]
+    fn base_knobs_are_overridden_by_the_request() {
+        let base = Knobs::from_pairs([("status", "503"), ("latency-ms", "5")]).unwrap();
+        let k = Knobs::collect(Some(&base), &HeaderMap::new(), Some("m")).unwrap();
+        assert_eq!(k.failure_status(), Some(503));
+        assert_eq!(k.latency, Some(Duration::from_millis(5)));
+        let k = Knobs::collect(Some(&base), &HeaderMap::new(), Some("m@status=429")).unwrap();
+        assert_eq!(k.failure_status(), Some(429));
+        let mut h = HeaderMap::new();
+        h.insert("x-mock-status", HeaderValue::from_static("200"));
+        let k = Knobs::collect(Some(&base), &h, Some("m@status=429")).unwrap();
+        assert_eq!(
+            k.failure_status(),
+            None,
+            "a success status turns the default off"
+        );
+        assert!(Knobs::from_pairs([("nope", "1")]).is_err());
+        assert!(Knobs::from_pairs([("error_code", "weird")]).is_err());
     }
 }

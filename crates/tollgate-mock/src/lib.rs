@@ -3,7 +3,8 @@
 //! `tollgate-mock` stands in for real providers in tollgate's integration
 //! tests and benchmark. It is a plain hyper server (HTTP/1.1 and h2c prior
 //! knowledge on the same port) built to be cheap per request: no per-request
-//! logging, no locks on the hot path, response JSON built by hand.
+//! logging, no locks on the hot path (unless recording is on or server-wide
+//! faults are set), response JSON built by hand.
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -28,11 +29,17 @@
 //! | POST | `/v1/responses` | a minimal Responses API object, or its semantic event stream |
 //! | GET | `/mock/requests` | the recorded requests as JSON (needs [`MockOptions::record`]) |
 //! | DELETE | `/mock/requests` | clears the recording (204) |
-//! | GET | `/mock/stats` | `{"requests":N,"in_flight":N,"recording":bool}` |
+//! | GET | `/mock/stats` | `{"requests":N,"in_flight":N,"recording":bool,"faults":bool,"endpoints":{"chat_completions":N,"completions":N,"embeddings":N,"responses":N,"models":N,"other":N}}` |
+//! | PUT | `/mock/faults` | sets the server-wide knobs (see below) from a JSON object; answers with the new set |
+//! | GET | `/mock/faults` | the server-wide knobs as set (`{}` when none) |
+//! | DELETE | `/mock/faults` | clears the server-wide knobs (204) |
 //!
 //! Unknown routes get a 404 and malformed JSON a 400, both OpenAI-shaped
 //! (`{"error":{"message","type","param","code"}}`). `/mock/*` requests are
-//! never authenticated, recorded or counted.
+//! never authenticated, recorded or counted. `requests` (also
+//! [`MockServer::requests`]) counts every other request, rejected ones
+//! included; `endpoints` (also [`MockServer::requests_to`]) splits it by
+//! [`Endpoint`].
 //!
 //! The response `model` is the request's `model` string exactly (knob suffix
 //! included). Token usage is deterministic: prompt tokens are
@@ -57,7 +64,7 @@
 //! | `ttfb_ms` | ms | streams: delay between the head and the first event |
 //! | `chunks` | n ≥ 1 (default 3) | streams: number of content chunks |
 //! | `chunk_interval_ms` | ms | streams: delay before each event after the first |
-//! | `status` | 400–599 | answer with this status and an OpenAI-shaped error |
+//! | `status` | 400–599 | answer with this status and an OpenAI-shaped error; with `fail_first` / `fail_rate`, the status of the failures only |
 //! | `retry_after` | seconds | send `Retry-After`; implies status 429 when `status` is absent |
 //! | `reset_after_chunks` | n | streams: abort the connection after n events (no clean end); non-streaming: abort right after the head |
 //! | `hang` | 1 | never answer; the request is dropped when the client disconnects |
@@ -66,6 +73,40 @@
 //! | `tool_call` | 1 or a name | chat with `tools`: call the first tool (or the named function); `finish_reason: "tool_calls"` |
 //! | `dims` | n ≥ 1 | embedding dimension (default 8, or the request's `dimensions`) |
 //! | `fail_first` | n | the first n requests with this exact model string and knob headers fail with `status` (default 500, or 429 with `retry_after`), later ones succeed |
+//! | `fail_rate` | p in [0, 1] | each request fails with probability p, with `status` (default 500, or 429 with `retry_after`, or the `error_code` default); `Retry-After` is sent when `retry_after` is set |
+//! | `error_code` | code | the failure's OpenAI error `code`, with a matching message; alone it makes the request fail. Special codes below carry their own status default; any other code needs `status` (or `retry_after`) |
+//!
+//! `status`, `retry_after` and `error_code` alone make every request fail.
+//! With a gate (`fail_first` and/or `fail_rate`) they only say *how* a
+//! request fails; the gate says *whether* (with both gates, either one
+//! failing the request is enough). So `fail_rate=0.2,status=503` fails 20%
+//! of requests with a 503, and `fail_rate=0,status=503` never fails.
+//!
+//! Special `error_code` values (the `status` knob still overrides the status):
+//!
+//! | `error_code` | default status | error |
+//! |---|---|---|
+//! | `context_length_exceeded` | 400 | `type: invalid_request_error`, `param: messages`, message "This model's maximum context length is 8192 tokens. However, your messages resulted in N tokens. Please reduce the length of the messages." with N = 8192 + the request's prompt tokens (0 where not computed: embeddings, responses, models) |
+//! | `content_policy_violation` | 400 | `type: invalid_request_error`, `param: null`, message "Your request was rejected as a result of our safety system." |
+//! | `content_filter` | 400 | Azure's shape: `type: null`, `param: prompt`, Azure's content-management-policy message, plus `status: 400` and `innererror` (`ResponsibleAIPolicyViolation`, `content_filter_result`) |
+//!
+//! Other codes keep the status's `type`, and get OpenAI's wording for
+//! `insufficient_quota`, `rate_limit_exceeded`, `invalid_api_key`,
+//! `model_not_found` and `server_error`, else the status message.
+//!
+//! # Server-wide faults
+//!
+//! `PUT /mock/faults` with a JSON object of knob name -> value (string,
+//! number or bool, e.g. `{"status": 503}` or `{"latency_ms": 50}`), or
+//! [`MockServer::set_faults`], sets knobs applied to every later request on
+//! every endpoint, *below* the request's own knobs: the model suffix and
+//! `x-mock-*` headers win (e.g. `x-mock-status: 200` gets through a
+//! server-wide `status=503`). A PUT replaces the whole set; an empty object
+//! clears it, as does `DELETE /mock/faults` / [`MockServer::clear_faults`].
+//! A set with an unknown knob or a bad value is refused with a 400 and
+//! changes nothing. A server-wide `fail_first` counts per model string and
+//! knob headers, as a request's does. When no server-wide knobs are set,
+//! requests only pay one atomic load for the feature.
 //!
 //! Error `type`/`code` per status: 400 `invalid_request_error`; 401
 //! `invalid_request_error`/`invalid_api_key`; 403 `request_forbidden`; 404
@@ -141,6 +182,66 @@ impl RecordedRequest {
     }
 }
 
+/// The endpoint groups [`MockServer::requests_to`] and `GET /mock/stats`
+/// (`endpoints`) count requests for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// `POST /v1/chat/completions`
+    ChatCompletions,
+    /// `POST /v1/completions`
+    Completions,
+    /// `POST /v1/embeddings`
+    Embeddings,
+    /// `POST /v1/responses`
+    Responses,
+    /// `GET /v1/models` and `GET /v1/models/{id}`
+    Models,
+    /// Anything else (answered with a 404).
+    Other,
+}
+
+impl Endpoint {
+    /// Number of variants.
+    pub(crate) const COUNT: usize = 6;
+    /// Every variant, in `/mock/stats` order.
+    pub const ALL: [Endpoint; Endpoint::COUNT] = [
+        Endpoint::ChatCompletions,
+        Endpoint::Completions,
+        Endpoint::Embeddings,
+        Endpoint::Responses,
+        Endpoint::Models,
+        Endpoint::Other,
+    ];
+
+    /// The key under `endpoints` in `GET /mock/stats`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Endpoint::ChatCompletions => "chat_completions",
+            Endpoint::Completions => "completions",
+            Endpoint::Embeddings => "embeddings",
+            Endpoint::Responses => "responses",
+            Endpoint::Models => "models",
+            Endpoint::Other => "other",
+        }
+    }
+
+    /// The endpoint of a request; `path` is without the `/v1` prefix.
+    pub(crate) fn of(method: &http::Method, path: &str) -> Endpoint {
+        use http::Method;
+        match (method, path) {
+            (&Method::POST, "/chat/completions") => Endpoint::ChatCompletions,
+            (&Method::POST, "/completions") => Endpoint::Completions,
+            (&Method::POST, "/embeddings") => Endpoint::Embeddings,
+            (&Method::POST, "/responses") => Endpoint::Responses,
+            (&Method::GET, "/models") => Endpoint::Models,
+            (&Method::GET, p) if p.starts_with("/models/") && p.len() > "/models/".len() => {
+                Endpoint::Models
+            }
+            _ => Endpoint::Other,
+        }
+    }
+}
+
 /// A running mock server. Dropping it stops accepting connections;
 /// [`MockServer::shutdown`] also waits for open connections to finish.
 #[derive(Debug)]
@@ -195,9 +296,61 @@ impl MockServer {
     }
 
     /// All requests received so far (any route except `/mock/*`, including
-    /// rejected ones).
+    /// rejected ones); the `requests` of `GET /mock/stats`.
     pub fn request_count(&self) -> u64 {
         self.shared.request_count()
+    }
+
+    /// Same as [`MockServer::request_count`].
+    pub fn requests(&self) -> u64 {
+        self.shared.request_count()
+    }
+
+    /// Requests received by one endpoint (including ones rejected by auth,
+    /// bad bodies or fault knobs), e.g.
+    /// `mock.requests_to(Endpoint::ChatCompletions)`.
+    pub fn requests_to(&self, endpoint: Endpoint) -> u64 {
+        self.shared.endpoint_count(endpoint)
+    }
+
+    /// Replaces the server-wide fault knobs: they apply to every later
+    /// request, below the request's own knobs (model suffix and `x-mock-*`
+    /// headers win). Same as `PUT /mock/faults`. An empty list clears them.
+    /// On an unknown knob or a bad value nothing changes.
+    ///
+    /// ```no_run
+    /// # fn demo(mock: &tollgate_mock::MockServer) -> anyhow::Result<()> {
+    /// mock.set_faults(&[("status", "503"), ("retry_after", "1")])?; // upstream down
+    /// mock.clear_faults(); // back up
+    /// # Ok(()) }
+    /// ```
+    pub fn set_faults(&self, knobs: &[(&str, &str)]) -> anyhow::Result<()> {
+        let given = knobs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), serde_json::Value::from(*v)))
+            .collect();
+        self.shared.set_faults(given).map_err(anyhow::Error::msg)
+    }
+
+    /// Removes the server-wide fault knobs (same as `DELETE /mock/faults`).
+    pub fn clear_faults(&self) {
+        self.shared.clear_faults();
+    }
+
+    /// The server-wide fault knobs as set (name, value), empty when none.
+    pub fn faults(&self) -> Vec<(String, String)> {
+        self.shared.faults().map_or_else(Vec::new, |f| {
+            f.given
+                .iter()
+                .map(|(k, v)| {
+                    let v = match v {
+                        serde_json::Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    (k.clone(), v)
+                })
+                .collect()
+        })
     }
 
     /// Requests whose response is still being produced (waiting, hanging or

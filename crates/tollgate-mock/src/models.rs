@@ -3,7 +3,6 @@
 use http::{HeaderMap, Response};
 
 use crate::body::MockBody;
-use crate::knobs::Knobs;
 use crate::router::apply_faults;
 use crate::state::Shared;
 use crate::{json, respond};
@@ -31,8 +30,8 @@ fn write_model(out: &mut String, id: &str) {
 }
 
 async fn faults(shared: &Shared, headers: &HeaderMap) -> Option<Response<MockBody>> {
-    match Knobs::collect(headers, None) {
-        Ok(knobs) => apply_faults(shared, &knobs, None).await,
+    match shared.knobs(headers, None) {
+        Ok(knobs) => apply_faults(shared, &knobs, None, 0).await,
         Err(msg) => Some(respond::bad_request(&msg)),
     }
 }

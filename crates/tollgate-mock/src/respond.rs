@@ -64,21 +64,34 @@ pub(crate) fn error(
     param: Option<&str>,
 ) -> Response<MockBody> {
     let (kind, _) = error_kind(status.as_u16());
-    let mut out = String::with_capacity(128 + message.len());
+    json(status, error_body(message, Some(kind), param, code, ""))
+}
+
+/// `{"error":{"message","type","param","code"<extra>}}`; `extra` is raw
+/// JSON members (with a leading comma) appended inside `error`.
+fn error_body(
+    message: &str,
+    kind: Option<&str>,
+    param: Option<&str>,
+    code: Option<&str>,
+    extra: &str,
+) -> String {
+    let mut out = String::with_capacity(128 + message.len() + extra.len());
     out.push_str("{\"error\":{");
     json::key(&mut out, "message");
     json::str(&mut out, message);
     out.push(',');
     json::key(&mut out, "type");
-    json::str(&mut out, kind);
+    json::opt_str(&mut out, kind);
     out.push(',');
     json::key(&mut out, "param");
     json::opt_str(&mut out, param);
     out.push(',');
     json::key(&mut out, "code");
     json::opt_str(&mut out, code);
+    out.push_str(extra);
     out.push_str("}}");
-    json(status, out)
+    out
 }
 
 /// A 400 `invalid_request_error`.
@@ -86,27 +99,108 @@ pub(crate) fn bad_request(message: &str) -> Response<MockBody> {
     error(StatusCode::BAD_REQUEST, message, None, None)
 }
 
-/// The failure requested by the `status` / `retry_after` / `fail_first` knobs.
-pub(crate) fn knob_failure(status: u16, retry_after: Option<u64>) -> Response<MockBody> {
+/// The context window the `context_length_exceeded` error reports.
+pub(crate) const CONTEXT_LIMIT: u64 = 8192;
+
+/// Azure's content-filter error message.
+const AZURE_CONTENT_FILTER: &str = "The response was filtered due to the prompt triggering Azure \
+     OpenAI's content management policy. Please modify your prompt and retry. To learn more about \
+     our content filtering policies please read our documentation: \
+     https://go.microsoft.com/fwlink/?linkid=2198766";
+
+/// Azure's `innererror` of a content-filter error (raw JSON members).
+const AZURE_INNER_ERROR: &str = ",\"status\":400,\"innererror\":{\"code\":\"ResponsibleAIPolicyViolation\",\
+     \"content_filter_result\":{\"hate\":{\"filtered\":false,\"severity\":\"safe\"},\
+     \"self_harm\":{\"filtered\":false,\"severity\":\"safe\"},\
+     \"sexual\":{\"filtered\":false,\"severity\":\"safe\"},\
+     \"violence\":{\"filtered\":true,\"severity\":\"medium\"}}}";
+
+/// The failure requested by the `status` / `retry_after` / `fail_first` /
+/// `fail_rate` / `error_code` knobs. `prompt_tokens` feeds the
+/// `context_length_exceeded` message.
+pub(crate) fn knob_failure(
+    status: u16,
+    retry_after: Option<u64>,
+    error_code: Option<&str>,
+    prompt_tokens: u64,
+) -> Response<MockBody> {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let message = match status.as_u16() {
-        401 => "Incorrect API key provided (tollgate-mock status knob).".to_owned(),
-        403 => "Forbidden (tollgate-mock status knob).".to_owned(),
-        404 => "The model does not exist (tollgate-mock status knob).".to_owned(),
-        429 => "Rate limit reached (tollgate-mock status knob).".to_owned(),
-        503 => "The server is overloaded (tollgate-mock status knob).".to_owned(),
-        s => format!(
-            "{} (tollgate-mock status knob).",
-            StatusCode::from_u16(s)
-                .ok()
-                .and_then(|s| s.canonical_reason())
-                .unwrap_or("Error")
+    let (kind, default_code) = error_kind(status.as_u16());
+    let body = match error_code {
+        Some(code @ "context_length_exceeded") => error_body(
+            &format!(
+                "This model's maximum context length is {CONTEXT_LIMIT} tokens. However, your \
+                 messages resulted in {} tokens. Please reduce the length of the messages.",
+                CONTEXT_LIMIT + prompt_tokens.max(1)
+            ),
+            Some("invalid_request_error"),
+            Some("messages"),
+            Some(code),
+            "",
+        ),
+        Some(code @ "content_policy_violation") => error_body(
+            "Your request was rejected as a result of our safety system.",
+            Some("invalid_request_error"),
+            None,
+            Some(code),
+            "",
+        ),
+        Some(code @ "content_filter") => error_body(
+            AZURE_CONTENT_FILTER,
+            None,
+            Some("prompt"),
+            Some(code),
+            AZURE_INNER_ERROR,
+        ),
+        Some(code) => error_body(
+            &format!(
+                "{} (tollgate-mock error_code knob).",
+                code_message(code, status)
+            ),
+            Some(kind),
+            None,
+            Some(code),
+            "",
+        ),
+        None => error_body(
+            &format!("{} (tollgate-mock status knob).", status_message(status)),
+            Some(kind),
+            None,
+            default_code,
+            "",
         ),
     };
-    let mut resp = error(status, &message, error_kind(status.as_u16()).1, None);
+    let mut resp = json(status, body);
     if let Some(secs) = retry_after {
         resp.headers_mut()
             .insert(RETRY_AFTER, HeaderValue::from(secs));
     }
     resp
+}
+
+/// The message of a status-knob failure.
+fn status_message(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        401 => "Incorrect API key provided",
+        403 => "Forbidden",
+        404 => "The model does not exist",
+        429 => "Rate limit reached",
+        503 => "The server is overloaded",
+        _ => status.canonical_reason().unwrap_or("Error"),
+    }
+}
+
+/// The message of an `error_code` failure: OpenAI's wording for the codes
+/// it documents, else the status message.
+fn code_message(code: &str, status: StatusCode) -> String {
+    match code {
+        "insufficient_quota" => {
+            "You exceeded your current quota, please check your plan and billing details".into()
+        }
+        "rate_limit_exceeded" => "Rate limit reached".into(),
+        "invalid_api_key" => "Incorrect API key provided".into(),
+        "model_not_found" => "The model does not exist or you do not have access to it".into(),
+        "server_error" => "The server had an error while processing your request".into(),
+        _ => format!("{} [{code}]", status_message(status)),
+    }
 }

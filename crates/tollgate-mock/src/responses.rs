@@ -8,7 +8,6 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::body::MockBody;
-use crate::knobs::Knobs;
 use crate::router::{apply_faults, malformed, parse_body};
 use crate::state::Shared;
 use crate::text::{self, DEFAULT_CONTENT};
@@ -148,11 +147,11 @@ pub(crate) async fn handle(
             Some("model"),
         );
     }
-    let knobs = match Knobs::collect(headers, Some(&req.model)) {
+    let knobs = match shared.knobs(headers, Some(&req.model)) {
         Ok(k) => k,
         Err(msg) => return respond::bad_request(&msg),
     };
-    if let Some(resp) = apply_faults(shared, &knobs, Some(&req.model)).await {
+    if let Some(resp) = apply_faults(shared, &knobs, Some(&req.model), 0).await {
         return resp;
     }
 

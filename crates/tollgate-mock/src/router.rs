@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::body::MockBody;
 use crate::knobs::Knobs;
 use crate::state::{Shared, recorded_request};
-use crate::{chat, completions, embeddings, models, respond, responses};
+use crate::{Endpoint, chat, completions, embeddings, models, respond, responses};
 
 /// Largest request body accepted.
 const MAX_BODY: usize = 64 * 1024 * 1024;
@@ -35,7 +35,7 @@ pub(crate) async fn serve(
 ) -> Result<Response<MockBody>, Infallible> {
     let (parts, body) = req.into_parts();
     if let Some(rest) = parts.uri.path().strip_prefix("/mock/") {
-        return Ok(control(&shared, &parts.method, rest));
+        return Ok(control(&shared, &parts.method, rest, body).await);
     }
     shared.count_request();
     let guard = shared.enter();
@@ -72,15 +72,16 @@ async fn route(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Response<MockBody> {
+    let p = path
+        .strip_prefix("/v1")
+        .filter(|p| p.starts_with('/'))
+        .unwrap_or(path);
+    shared.count_endpoint(Endpoint::of(method, p));
     if let Some(key) = shared.api_key.as_deref()
         && let Some(resp) = check_auth(key, headers)
     {
         return resp;
     }
-    let p = path
-        .strip_prefix("/v1")
-        .filter(|p| p.starts_with('/'))
-        .unwrap_or(path);
     match (method, p) {
         (&Method::POST, "/chat/completions") => chat::handle(shared, headers, body).await,
         (&Method::POST, "/completions") => completions::handle(shared, headers, body).await,
@@ -139,11 +140,13 @@ pub(crate) fn malformed(e: &serde_json::Error) -> Response<MockBody> {
 }
 
 /// Applies `hang`, `latency_ms` and the failure knobs; `Some` is the
-/// response to send instead of the normal answer.
+/// response to send instead of the normal answer. `prompt_tokens` is only
+/// used in the `context_length_exceeded` message (0 when unknown).
 pub(crate) async fn apply_faults(
     shared: &Shared,
     knobs: &Knobs,
     model: Option<&str>,
+    prompt_tokens: u64,
 ) -> Option<Response<MockBody>> {
     if knobs.hang {
         // Never answers: the future is dropped when the client goes away
@@ -153,13 +156,16 @@ pub(crate) async fn apply_faults(
     if let Some(latency) = knobs.latency.filter(|d| !d.is_zero()) {
         tokio::time::sleep(latency).await;
     }
-    let status = knobs.failure_status()?;
-    if let Some(n) = knobs.fail_first
-        && !shared.should_fail(knobs.fail_key(model), n)
-    {
-        return None;
-    }
-    Some(respond::knob_failure(status, knobs.retry_after))
+    let status = knobs.decide(
+        |n| shared.should_fail(knobs.fail_key(model), n),
+        fastrand::f64,
+    )?;
+    Some(respond::knob_failure(
+        status,
+        knobs.retry_after,
+        knobs.error_code.as_deref(),
+        prompt_tokens,
+    ))
 }
 
 /// One `data: <json>\n\n` SSE event.
@@ -181,9 +187,40 @@ struct RecordedView<'a> {
     body_json: Option<serde_json::Value>,
 }
 
+/// Largest `PUT /mock/faults` body accepted.
+const MAX_CONTROL_BODY: usize = 1024 * 1024;
+
 /// The `/mock/*` control endpoints (never recorded, counted or authenticated).
-fn control(shared: &Shared, method: &Method, rest: &str) -> Response<MockBody> {
+async fn control(
+    shared: &Shared,
+    method: &Method,
+    rest: &str,
+    body: Incoming,
+) -> Response<MockBody> {
     match (method, rest) {
+        (&Method::GET, "faults") => faults_view(shared),
+        (&Method::PUT, "faults") => {
+            let body = match Limited::new(body, MAX_CONTROL_BODY).collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(_) => return respond::bad_request("Could not read the request body."),
+            };
+            let given: serde_json::Map<String, serde_json::Value> = match parse_body(&body) {
+                Ok(v) => v,
+                Err(e) => {
+                    return respond::bad_request(&format!(
+                        "PUT /mock/faults expects a JSON object of knob name -> value ({e})"
+                    ));
+                }
+            };
+            match shared.set_faults(given) {
+                Ok(()) => faults_view(shared),
+                Err(msg) => respond::bad_request(&msg),
+            }
+        }
+        (&Method::DELETE, "faults") => {
+            shared.clear_faults();
+            no_content()
+        }
         (&Method::GET, "requests") => {
             let recorded = shared.recorded();
             let views: Vec<RecordedView<'_>> = recorded
@@ -209,16 +246,26 @@ fn control(shared: &Shared, method: &Method, rest: &str) -> Response<MockBody> {
         }
         (&Method::DELETE, "requests") => {
             shared.clear_recorded();
-            let mut resp = Response::new(MockBody::empty());
-            *resp.status_mut() = StatusCode::NO_CONTENT;
-            resp
+            no_content()
         }
-        (&Method::GET, "stats") => respond::ok(format!(
-            "{{\"requests\":{},\"in_flight\":{},\"recording\":{}}}",
-            shared.request_count(),
-            shared.in_flight(),
-            shared.recording()
-        )),
+        (&Method::GET, "stats") => {
+            let mut out = format!(
+                "{{\"requests\":{},\"in_flight\":{},\"recording\":{},\"faults\":{},\"endpoints\":{{",
+                shared.request_count(),
+                shared.in_flight(),
+                shared.recording(),
+                shared.faults().is_some(),
+            );
+            for (i, e) in Endpoint::ALL.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                crate::json::key(&mut out, e.name());
+                crate::json::num(&mut out, shared.endpoint_count(*e));
+            }
+            out.push_str("}}");
+            respond::ok(out)
+        }
         _ => respond::error(
             StatusCode::NOT_FOUND,
             &format!("Invalid URL ({method} /mock/{rest})"),
@@ -226,4 +273,19 @@ fn control(shared: &Shared, method: &Method, rest: &str) -> Response<MockBody> {
             None,
         ),
     }
+}
+
+fn no_content() -> Response<MockBody> {
+    let mut resp = Response::new(MockBody::empty());
+    *resp.status_mut() = StatusCode::NO_CONTENT;
+    resp
+}
+
+/// `GET /mock/faults`: the server-wide knobs as given, `{}` when none.
+fn faults_view(shared: &Shared) -> Response<MockBody> {
+    let body = match shared.faults() {
+        Some(f) => serde_json::Value::Object(f.given.clone()).to_string(),
+        None => "{}".to_owned(),
+    };
+    respond::ok(body)
 }

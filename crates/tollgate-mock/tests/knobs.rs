@@ -200,6 +200,160 @@ async fn fail_first_then_succeed() {
 }
 
 #[tokio::test]
+async fn fail_rate_fails_some_requests_with_the_status() {
+    let mock = start().await;
+    let client = client();
+    let mut failed = 0;
+    for _ in 0..60 {
+        let req = request(
+            http::Method::POST,
+            &url(&mock, "/v1/chat/completions"),
+            Some(&chat("gpt-4o@fail_rate=0.5,status=503")),
+            &[("x-mock-retry-after", "4")],
+        );
+        let r = send_with(&client, req).await;
+        match r.status.as_u16() {
+            200 => assert!(r.headers.get("retry-after").is_none()),
+            503 => {
+                failed += 1;
+                assert_eq!(r.headers["retry-after"], "4");
+                assert_eq!(r.json()["error"]["type"], "server_error");
+            }
+            s => panic!("unexpected status {s}"),
+        }
+    }
+    // P(outside 5..=55 at p=0.5 over 60) is below 1e-10.
+    assert!((5..=55).contains(&failed), "{failed} of 60 failed");
+    // 0 never fails, even with a status; 1 always fails (default 500).
+    let r = post(
+        &mock,
+        "/v1/chat/completions",
+        &chat("gpt-4o@fail_rate=0,status=503"),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = post(
+        &mock,
+        "/v1/embeddings",
+        &json!({"model": "e", "input": "x"}),
+        &[("x-mock-fail-rate", "1")],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR);
+    let r = post(
+        &mock,
+        "/v1/chat/completions",
+        &chat("gpt-4o@fail_rate=2"),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    mock.shutdown().await;
+}
+
+#[tokio::test]
+async fn error_code_shapes_the_error() {
+    let mock = start().await;
+    let r = post(
+        &mock,
+        "/v1/chat/completions",
+        &chat("gpt-4o@error_code=context_length_exceeded"),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let e = &r.json()["error"];
+    assert_eq!(e["type"], "invalid_request_error");
+    assert_eq!(e["param"], "messages");
+    assert_eq!(e["code"], "context_length_exceeded");
+    // Prompt tokens of `chat()`: ceil(39 chars / 4) = 10, reported on top of the limit.
+    assert_eq!(
+        e["message"],
+        "This model's maximum context length is 8192 tokens. However, your messages \
+         resulted in 8202 tokens. Please reduce the length of the messages."
+    );
+
+    let r = post(
+        &mock,
+        "/v1/chat/completions",
+        &chat("gpt-4o"),
+        &[("x-mock-error-code", "content_policy_violation")],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let e = &r.json()["error"];
+    assert_eq!(e["type"], "invalid_request_error");
+    assert_eq!(e["code"], "content_policy_violation");
+    assert!(e["param"].is_null());
+    assert_eq!(
+        e["message"],
+        "Your request was rejected as a result of our safety system."
+    );
+
+    // Azure's content filter, on a stream request too.
+    let r = post(
+        &mock,
+        "/v1/chat/completions",
+        &chat_stream("gpt-4o@error_code=content_filter", false),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let e = &r.json()["error"];
+    assert_eq!(e["code"], "content_filter");
+    assert_eq!(e["param"], "prompt");
+    assert_eq!(e["status"], 400);
+    assert_eq!(e["innererror"]["code"], "ResponsibleAIPolicyViolation");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("content management policy")
+    );
+
+    // Any other code with an explicit status.
+    let r = post(
+        &mock,
+        "/v1/chat/completions",
+        &chat("gpt-4o@error_code=insufficient_quota,status=429"),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    let e = &r.json()["error"];
+    assert_eq!(e["code"], "insufficient_quota");
+    assert_eq!(e["type"], "requests");
+    assert!(e["message"].as_str().unwrap().contains("quota"));
+    // ... but not without one.
+    let r = post(
+        &mock,
+        "/v1/chat/completions",
+        &chat("gpt-4o@error_code=insufficient_quota"),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("needs a `status`")
+    );
+    // The status knob can change a special code's status.
+    let r = post(
+        &mock,
+        "/v1/completions",
+        &json!({"model": "m@error_code=context_length_exceeded,status=413", "prompt": "hi"}),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(r.json()["error"]["code"], "context_length_exceeded");
+    mock.shutdown().await;
+}
+
+#[tokio::test]
 async fn content_echo_and_tool_call() {
     let mock = start().await;
     let v = post(

@@ -227,6 +227,156 @@ async fn http1_keep_alive_reuses_one_connection() {
     mock.shutdown().await;
 }
 
+async fn put_faults(mock: &tollgate_mock::MockServer, body: &serde_json::Value) -> Reply {
+    send_with(
+        &client(),
+        request(
+            http::Method::PUT,
+            &url(mock, "/mock/faults"),
+            Some(body),
+            &[],
+        ),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn server_wide_faults_over_http() {
+    let mock = start().await;
+    assert_eq!(get(&mock, "/mock/faults", &[]).await.json(), json!({}));
+    let r = put_faults(&mock, &json!({"status": 503, "retry-after": "2"})).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json(), json!({"status": 503, "retry_after": "2"}));
+    assert_eq!(
+        get(&mock, "/mock/faults", &[]).await.json(),
+        json!({"status": 503, "retry_after": "2"})
+    );
+    assert_eq!(get(&mock, "/mock/stats", &[]).await.json()["faults"], true);
+
+    // Every endpoint is down ...
+    let r = post(&mock, "/v1/chat/completions", &chat("gpt-4o"), &[]).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.headers["retry-after"], "2");
+    assert_eq!(
+        get(&mock, "/v1/models", &[]).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    // ... below the request's own knobs.
+    let r = post(
+        &mock,
+        "/v1/chat/completions",
+        &chat("gpt-4o@status=429"),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    let r = post(
+        &mock,
+        "/v1/chat/completions",
+        &chat("gpt-4o"),
+        &[("x-mock-status", "200")],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+
+    // Bad knobs are refused and change nothing; PUT replaces the whole set.
+    let r = put_faults(&mock, &json!({"latency_ms": "soon"})).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = put_faults(&mock, &json!({"colour": 1})).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = put_faults(&mock, &json!([1, 2])).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(get(&mock, "/mock/faults", &[]).await.json()["status"], 503);
+    let r = put_faults(&mock, &json!({"latency_ms": 40})).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let t = std::time::Instant::now();
+    let r = post(&mock, "/v1/chat/completions", &chat("gpt-4o"), &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "status is gone after the PUT");
+    assert!(t.elapsed() >= Duration::from_millis(40));
+
+    // Back up.
+    let del = send_with(
+        &client(),
+        request(http::Method::DELETE, &url(&mock, "/mock/faults"), None, &[]),
+    )
+    .await;
+    assert_eq!(del.status, StatusCode::NO_CONTENT);
+    assert_eq!(get(&mock, "/mock/faults", &[]).await.json(), json!({}));
+    assert_eq!(get(&mock, "/mock/stats", &[]).await.json()["faults"], false);
+    let r = post(&mock, "/v1/chat/completions", &chat("gpt-4o"), &[]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    mock.shutdown().await;
+}
+
+#[tokio::test]
+async fn server_wide_faults_from_rust() {
+    let mock = start().await;
+    assert!(mock.faults().is_empty());
+    mock.set_faults(&[("status", "503")]).unwrap();
+    assert_eq!(mock.faults(), [("status".to_owned(), "503".to_owned())]);
+    let r = post(&mock, "/v1/chat/completions", &chat("gpt-4o"), &[]).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    // A flaky upstream: status is the failure status of fail_rate.
+    mock.set_faults(&[("fail_rate", "1"), ("error_code", "content_filter")])
+        .unwrap();
+    let r = post(&mock, "/v1/chat/completions", &chat("gpt-4o"), &[]).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.json()["error"]["code"], "content_filter");
+    assert!(mock.set_faults(&[("fail_rate", "2")]).is_err());
+    assert!(mock.set_faults(&[("error_code", "nope")]).is_err());
+    assert_eq!(mock.faults().len(), 2, "a refused set changes nothing");
+    mock.clear_faults();
+    assert!(mock.faults().is_empty());
+    let r = post(&mock, "/v1/chat/completions", &chat("gpt-4o"), &[]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    // An empty set clears too.
+    mock.set_faults(&[("hang", "1")]).unwrap();
+    mock.set_faults(&[]).unwrap();
+    assert_eq!(get(&mock, "/mock/faults", &[]).await.json(), json!({}));
+    mock.shutdown().await;
+}
+
+#[tokio::test]
+async fn requests_are_counted_per_endpoint() {
+    use tollgate_mock::Endpoint;
+    let mock = start().await;
+    for _ in 0..3 {
+        post(&mock, "/v1/chat/completions", &chat("gpt-4o"), &[]).await;
+    }
+    // Failures and bad bodies count too.
+    post(&mock, "/chat/completions", &chat("gpt-4o@status=500"), &[]).await;
+    post_raw(&mock, "/v1/chat/completions", "{nope").await;
+    post(
+        &mock,
+        "/v1/embeddings",
+        &json!({"model": "e", "input": "x"}),
+        &[],
+    )
+    .await;
+    get(&mock, "/v1/models/gpt-4o", &[]).await;
+    get(&mock, "/v1/chat/completions", &[]).await;
+    assert_eq!(mock.requests(), 8);
+    assert_eq!(mock.requests_to(Endpoint::ChatCompletions), 5);
+    assert_eq!(mock.requests_to(Endpoint::Embeddings), 1);
+    assert_eq!(mock.requests_to(Endpoint::Models), 1);
+    assert_eq!(mock.requests_to(Endpoint::Other), 1);
+    assert_eq!(mock.requests_to(Endpoint::Responses), 0);
+    let stats = get(&mock, "/mock/stats", &[]).await.json();
+    assert_eq!(stats["requests"], 8);
+    assert_eq!(
+        stats["endpoints"],
+        json!({
+            "chat_completions": 5,
+            "completions": 0,
+            "embeddings": 1,
+            "responses": 0,
+            "models": 1,
+            "other": 1
+        })
+    );
+    mock.shutdown().await;
+}
+
 #[test]
 fn binary_prints_its_address_and_exits_on_sigterm() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate-mock"))

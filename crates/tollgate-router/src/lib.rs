@@ -3,16 +3,41 @@
 //! Generic over the per-deployment target `T` (the server uses its provider adapter), so the router knows
 //! nothing about HTTP or providers.
 
+pub mod pick;
+pub mod policy;
+pub mod state;
+pub mod sync;
+
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use tollgate_config::Deployment;
+
+pub use pick::{PickOptions, Unavailable};
+pub use state::{DeploymentState, Health, RateLimits, StateRegistry};
 
 /// A deployment with what the caller attaches to it.
 #[derive(Debug)]
 pub struct Entry<T> {
     pub deployment: Deployment,
     pub target: T,
+    /// Live state (in flight, latency, usage, cooldown, health), shared across reloads by deployment id.
+    pub state: Arc<DeploymentState>,
+    /// Input plus output price per token, for `cost-based-routing` (ordering only, never summed).
+    pub cost_per_token: Option<f64>,
+}
+
+impl<T> Entry<T> {
+    /// An entry with fresh state (tests, and callers that keep no state across reloads).
+    pub fn new(deployment: Deployment, target: T) -> Self {
+        Entry {
+            deployment,
+            target,
+            state: Arc::default(),
+            cost_per_token: None,
+        }
+    }
 }
 
 /// A model-name pattern with one `*`, e.g. `openai/*` or `*`.
@@ -49,18 +74,58 @@ impl Wildcard {
 #[derive(Debug)]
 pub struct Route<'a, T> {
     pub entry: &'a Entry<T>,
+    /// The entry's index in [`Router::entries`].
+    pub index: usize,
     /// The model group that matched (after aliasing): an exact name or a wildcard pattern.
     pub group: &'a str,
     /// The model name to send upstream: the deployment's, with a wildcard filled in.
     pub upstream_model: Cow<'a, str>,
 }
 
+/// One model group's deployments, with their cumulative weights for O(log n) weighted draws.
+#[derive(Debug)]
+struct Group {
+    name: String,
+    idx: Vec<usize>,
+    cumulative: Vec<f64>,
+}
+
+impl Group {
+    fn new(name: String, idx: Vec<usize>, weight: impl Fn(usize) -> f64) -> Group {
+        let mut total = 0.0;
+        let cumulative = idx
+            .iter()
+            .map(|&i| {
+                total += weight(i);
+                total
+            })
+            .collect();
+        Group {
+            name,
+            idx,
+            cumulative,
+        }
+    }
+}
+
+/// The deployments a model name may go to: what [`Router::candidates`] found.
+#[derive(Debug, Clone, Copy)]
+pub struct Candidates<'a> {
+    /// The model group (exact name or wildcard pattern).
+    pub group: &'a str,
+    /// What a wildcard's `*` stood for.
+    pub capture: Option<&'a str>,
+    /// Indices into [`Router::entries`].
+    pub idx: &'a [usize],
+    cumulative: &'a [f64],
+}
+
 /// The routing table, immutable once built (a config reload builds a new one).
 #[derive(Debug)]
 pub struct Router<T> {
     entries: Vec<Entry<T>>,
-    exact: HashMap<String, Vec<usize>>,
-    wildcards: Vec<(Wildcard, String, Vec<usize>)>,
+    exact: HashMap<String, Group>,
+    wildcards: Vec<(Wildcard, Group)>,
     aliases: BTreeMap<String, String>,
     hidden: BTreeSet<String>,
 }
@@ -87,6 +152,15 @@ impl<T> Router<T> {
         }
         // Most specific pattern first; config order among equals (stable sort).
         wildcards.sort_by_key(|(w, _, _)| std::cmp::Reverse(w.specificity()));
+        let weight = |i: usize| weight_of(&entries[i].deployment);
+        let exact = exact
+            .into_iter()
+            .map(|(name, idx)| (name.clone(), Group::new(name, idx, weight)))
+            .collect();
+        let wildcards = wildcards
+            .into_iter()
+            .map(|(w, name, idx)| (w, Group::new(name, idx, weight)))
+            .collect();
         Router {
             entries,
             exact,
@@ -112,7 +186,7 @@ impl<T> Router<T> {
                     .filter(|a| !self.hidden.contains(*a))
                     .cloned(),
             )
-            .chain(self.wildcards.iter().map(|(_, n, _)| n.clone()))
+            .chain(self.wildcards.iter().map(|(_, g)| g.name.clone()))
             .collect();
         names.sort();
         names.dedup();
@@ -125,59 +199,41 @@ impl<T> Router<T> {
     }
 
     /// The deployments a model name may go to, with the group and the wildcard capture.
-    pub fn candidates<'a>(
-        &'a self,
-        model: &'a str,
-    ) -> Option<(&'a str, Option<&'a str>, &'a [usize])> {
+    pub fn candidates<'a>(&'a self, model: &'a str) -> Option<Candidates<'a>> {
         let target = self.aliases.get(model).map(String::as_str).unwrap_or(model);
-        if let Some((name, idx)) = self.exact.get_key_value(target) {
-            return Some((name.as_str(), None, idx.as_slice()));
+        if let Some(g) = self.exact.get(target) {
+            return Some(Candidates {
+                group: &g.name,
+                capture: None,
+                idx: &g.idx,
+                cumulative: &g.cumulative,
+            });
         }
-        self.wildcards.iter().find_map(|(w, name, idx)| {
-            w.capture(target)
-                .map(|c| (name.as_str(), Some(c), idx.as_slice()))
+        self.wildcards.iter().find_map(|(w, g)| {
+            w.capture(target).map(|c| Candidates {
+                group: &g.name,
+                capture: Some(c),
+                idx: &g.idx,
+                cumulative: &g.cumulative,
+            })
         })
     }
 
-    /// Pick one deployment for `model` (simple shuffle, weighted by `weight`, else `rpm`, else `tpm`).
+    /// Pick one deployment for `model` with the default strategy (simple shuffle) and no filters.
     pub fn route<'a>(&'a self, model: &'a str) -> Option<Route<'a, T>> {
-        let (group, capture, idx) = self.candidates(model)?;
-        let i = pick_weighted(idx, |i| weight_of(&self.entries[i].deployment))?;
-        let entry = &self.entries[i];
-        Some(Route {
-            entry,
-            group,
-            upstream_model: upstream_model(&entry.deployment.model, capture),
-        })
+        let c = self.candidates(model)?;
+        self.pick(c, &PickOptions::default(), |_| true).ok()
     }
-}
 
-impl<T> Router<T> {
-    /// Like [`Router::route`], from what [`Router::candidates`] returned (the caller looked the name up
-    /// already), among the deployments `ok` accepts (e.g. those with rpm/tpm capacity left). `None` when
-    /// none is acceptable. Allocates only when some deployment is refused.
-    pub fn pick_where<'a>(
-        &'a self,
-        (group, capture, idx): (&'a str, Option<&'a str>, &'a [usize]),
-        ok: impl Fn(&Entry<T>) -> bool,
-    ) -> Option<Route<'a, T>> {
-        let weight = |i: usize| weight_of(&self.entries[i].deployment);
-        let i = if idx.iter().all(|&i| ok(&self.entries[i])) {
-            pick_weighted(idx, weight)?
-        } else {
-            let allowed: Vec<usize> = idx
-                .iter()
-                .copied()
-                .filter(|&i| ok(&self.entries[i]))
-                .collect();
-            pick_weighted(&allowed, weight)?
-        };
+    /// The route to entry `i` of a group found by [`Router::candidates`].
+    pub fn route_to<'a>(&'a self, c: Candidates<'a>, i: usize) -> Route<'a, T> {
         let entry = &self.entries[i];
-        Some(Route {
+        Route {
             entry,
-            group,
-            upstream_model: upstream_model(&entry.deployment.model, capture),
-        })
+            index: i,
+            group: c.group,
+            upstream_model: upstream_model(&entry.deployment.model, c.capture),
+        }
     }
 }
 
@@ -191,33 +247,13 @@ fn upstream_model<'a>(deployment_model: &'a str, capture: Option<&'a str>) -> Co
     }
 }
 
-fn weight_of(d: &Deployment) -> f64 {
+/// `weight`, else `rpm`, else `tpm`, else 1.
+pub fn weight_of(d: &Deployment) -> f64 {
     d.weight
         .or(d.rpm.map(|r| r as f64))
         .or(d.tpm.map(|t| t as f64))
         .unwrap_or(1.0)
         .max(0.0)
-}
-
-fn pick_weighted(idx: &[usize], weight: impl Fn(usize) -> f64) -> Option<usize> {
-    match idx {
-        [] => None,
-        [only] => Some(*only),
-        _ => {
-            let total: f64 = idx.iter().map(|&i| weight(i)).sum();
-            if total <= 0.0 {
-                return Some(idx[fastrand::usize(..idx.len())]);
-            }
-            let mut r = fastrand::f64() * total;
-            for &i in idx {
-                r -= weight(i);
-                if r < 0.0 {
-                    return Some(i);
-                }
-            }
-            idx.last().copied()
-        }
-    }
 }
 
 #[cfg(test)]

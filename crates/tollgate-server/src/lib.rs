@@ -1,9 +1,11 @@
 //! The HTTP server: route table, middleware stack, handlers, auth and error responses. The only crate that
 //! knows HTTP-server types.
 
+pub mod dispatch;
 pub mod error;
 pub mod extract;
 pub mod handlers;
+pub mod health_checks;
 pub mod listener;
 pub mod middleware;
 pub mod record;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
-use tollgate_accounts::{Admission, Counters};
+use tollgate_accounts::Admission;
 use tollgate_core::pricing::ModelPrice;
 use tollgate_core::{Nanos, Usage};
 use tollgate_store::SpendRow;
@@ -36,8 +36,8 @@ pub struct RequestRecord {
     pub price: Option<Arc<ModelPrice>>,
     /// The hold on the caller's limits; settled here.
     pub admission: Option<Admission>,
-    /// The deployment's rpm/tpm counters, if it has limits.
-    pub deployment_limits: Option<Arc<Counters>>,
+    /// The deployment's live state: the request leaves its in-flight count and adds its tokens here.
+    pub deployment_state: Option<Arc<tollgate_router::DeploymentState>>,
     /// The request's `metadata` object (raw JSON), if any.
     pub metadata: Option<String>,
     /// The deployment's moving average cost, updated with this request's.
@@ -104,15 +104,9 @@ pub fn record(state: &AppState, r: &mut RequestRecord) -> Nanos {
         r.typical_cost.store(next, Ordering::Relaxed);
     }
     let now = tollgate_store::now_ms();
-    if let Some(c) = r.deployment_limits.take() {
-        c.settle(
-            &r.model_group,
-            Nanos::ZERO,
-            false,
-            Nanos::ZERO,
-            u.total_tokens,
-            now,
-        );
+    if let Some(s) = r.deployment_state.take() {
+        s.finish();
+        s.add_tokens(u.total_tokens, now);
     }
     let Some(adm) = r.admission.take() else {
         return cost;

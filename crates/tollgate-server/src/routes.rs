@@ -4,7 +4,7 @@ use axum::Router;
 use axum::routing::{get, post};
 
 use crate::handlers::manage::{budgets, customers, keys, orgs, spend, teams, users};
-use crate::handlers::{health, models, openai};
+use crate::handlers::{health, models, openai, reload};
 use crate::state::AppState;
 
 /// Routes served without credentials. Everything else goes through `middleware::auth`.
@@ -96,7 +96,9 @@ pub fn routes() -> Router<AppState> {
         .route("/global/spend/report", get(spend::global_report))
         .route("/global/spend/keys", get(spend::global_keys))
         .route("/global/spend/teams", get(spend::global_teams))
-        .route("/global/spend/models", get(spend::global_models));
+        .route("/global/spend/models", get(spend::global_models))
+        // Re-read the config file (proxy admins).
+        .route("/config/reload", post(reload::reload_config));
     for prefix in ["/customer", "/end_user"] {
         r = r
             .route(&format!("{prefix}/new"), post(customers::new))

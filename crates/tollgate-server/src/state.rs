@@ -7,12 +7,11 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tollgate_accounts::model::Limits;
-use tollgate_accounts::{Accounts, Counters};
+use tollgate_accounts::Accounts;
 use tollgate_config::{Config, Env, Secret};
 use tollgate_core::pricing::{ModelPrice, PriceTable};
 use tollgate_providers::{BuildError, HttpClient, Provider};
-use tollgate_router::{Entry, Router};
+use tollgate_router::{Entry, Router, StateRegistry};
 
 /// A deployment's provider adapter with its response header values, built once per (re)load rather than
 /// per request.
@@ -25,8 +24,8 @@ pub struct Upstream {
     /// Prices: the config's `model_info` prices over the price table's entry (`base_model`, else the
     /// upstream model). `None`: unknown model, cost 0 (logged once at start-up).
     pub price: Option<Arc<ModelPrice>>,
-    /// The deployment's own `rpm`/`tpm` and their counters.
-    pub limits: Option<(Limits, Arc<Counters>)>,
+    /// The deployment's own `rpm`/`tpm` (counted in the entry's live state, shared through Redis).
+    pub limits: tollgate_router::RateLimits,
     /// Moving average of this deployment's request cost (nano-dollars; 0 until the first priced
     /// request): the budget reservation of the next request.
     pub typical_cost: Arc<std::sync::atomic::AtomicI64>,
@@ -54,16 +53,10 @@ impl Upstream {
     fn new(provider: Arc<dyn Provider>, d: &tollgate_config::Deployment) -> Self {
         let model_id = http::HeaderValue::from_str(&d.id).ok();
         let api_base = http::HeaderValue::from_str(provider.api_base()).ok();
-        let limits = (d.rpm.is_some() || d.tpm.is_some()).then(|| {
-            (
-                Limits {
-                    rpm_limit: d.rpm,
-                    tpm_limit: d.tpm,
-                    ..Limits::default()
-                },
-                Arc::new(Counters::default()),
-            )
-        });
+        let limits = tollgate_router::RateLimits {
+            rpm: d.rpm,
+            tpm: d.tpm,
+        };
         Upstream {
             provider,
             model_id,
@@ -118,16 +111,28 @@ impl Runtime {
         config: Arc<Config>,
         env: &Env,
         client: &HttpClient,
+        states: &StateRegistry,
     ) -> Result<Runtime, Vec<BuildError>> {
         let mut entries = Vec::with_capacity(config.deployments.len());
         let mut errors = Vec::new();
         let env = config.layered_env(env);
         for d in &config.deployments {
             match tollgate_providers::build(d, &env, client) {
-                Ok(p) => entries.push(Entry {
-                    deployment: d.clone(),
-                    target: Upstream::new(p, d),
-                }),
+                Ok(p) => {
+                    let target = Upstream::new(p, d);
+                    let cost_per_token = target.price.as_ref().map(|p| {
+                        use rust_decimal::prelude::ToPrimitive;
+                        (p.input_cost_per_token + p.output_cost_per_token)
+                            .to_f64()
+                            .unwrap_or(f64::MAX)
+                    });
+                    entries.push(Entry {
+                        deployment: d.clone(),
+                        target,
+                        state: states.get_or_insert(&d.id),
+                        cost_per_token,
+                    });
+                }
                 Err(e) => errors.push(e),
             }
         }
@@ -156,6 +161,10 @@ pub struct AppState(Arc<Shared>);
 
 pub struct Shared {
     pub runtime: ArcSwap<Runtime>,
+    /// Live per-deployment state (cooldowns, latency, usage, health) by deployment id; kept across reloads.
+    pub states: Arc<StateRegistry>,
+    /// Router state shared with other instances through Redis (cooldowns, deployment usage, latency).
+    pub router_sync: Option<Arc<tollgate_router::sync::RouterSync>>,
     pub client: HttpClient,
     /// Keys, users, teams, budgets, limits and the spend ledger (on the configured database).
     pub accounts: Arc<Accounts>,
@@ -167,11 +176,47 @@ pub struct Shared {
     pub requests: AtomicU64,
     /// `--max_requests_before_restart`: after this many requests the gateway drains and exits 0.
     pub max_requests: Option<u64>,
+    /// How to re-read the config (SIGHUP, `POST /config/reload`); set once at start-up.
+    pub reloader: std::sync::OnceLock<Arc<Reloader>>,
+}
+
+/// What a config reload needs to rebuild the runtime exactly as start-up did: the config file path (as
+/// resolved at start-up), the process environment and the CLI overrides (same precedence), and the lock
+/// that serialises concurrent reloads. The reload itself is `handlers::reload::reload`.
+pub struct Reloader {
+    /// `None`: started without a config file (nothing to reload).
+    pub path: Option<std::path::PathBuf>,
+    pub env: Env,
+    pub overrides: tollgate_config::Overrides,
+    /// The config the process started with: its restart-only settings (listener, database, logging,
+    /// workers) stay in force until a restart, whatever later reloads say.
+    pub started_with: Arc<Config>,
+    /// Held for the whole of a reload (read, validate, swap).
+    pub lock: tokio::sync::Mutex<()>,
+}
+
+impl Reloader {
+    pub fn new(
+        path: Option<std::path::PathBuf>,
+        env: Env,
+        overrides: tollgate_config::Overrides,
+        started_with: Arc<Config>,
+    ) -> Self {
+        Reloader {
+            path,
+            env,
+            overrides,
+            started_with,
+            lock: tokio::sync::Mutex::new(()),
+        }
+    }
 }
 
 impl AppState {
     pub fn new(
         runtime: Runtime,
+        states: Arc<StateRegistry>,
+        router_sync: Option<Arc<tollgate_router::sync::RouterSync>>,
         client: HttpClient,
         accounts: Arc<Accounts>,
         tasks: TaskTracker,
@@ -180,6 +225,8 @@ impl AppState {
         let max_requests = runtime.config.server.max_requests_before_restart;
         AppState(Arc::new(Shared {
             runtime: ArcSwap::from_pointee(runtime),
+            states,
+            router_sync,
             client,
             accounts,
             tasks,
@@ -187,7 +234,19 @@ impl AppState {
             started: Instant::now(),
             requests: AtomicU64::new(0),
             max_requests,
+            reloader: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// Enable config reloads (SIGHUP, `POST /config/reload`) with how start-up read the config.
+    pub fn with_reloader(self, reloader: Reloader) -> Self {
+        let _ = self.0.reloader.set(Arc::new(reloader));
+        self
+    }
+
+    /// How to reload the config; `None` when reloads were not set up.
+    pub fn reloader(&self) -> Option<&Arc<Reloader>> {
+        self.0.reloader.get()
     }
 
     pub fn runtime(&self) -> arc_swap::Guard<Arc<Runtime>> {

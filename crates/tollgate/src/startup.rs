@@ -61,7 +61,8 @@ pub fn run(cli: Cli) -> ExitCode {
     // Provider adapters are part of validation: a deployment tollgate cannot serve is a config error.
     let client = tollgate_providers::http_client();
     let config = Arc::new(config);
-    let runtime = match Runtime::build(config.clone(), &env, &client) {
+    let states = Arc::new(tollgate_router::StateRegistry::default());
+    let runtime = match Runtime::build(config.clone(), &env, &client, &states) {
         Ok(r) => r,
         Err(errors) => {
             // The logger is not up yet: show the config's warnings here, since they often explain the
@@ -138,7 +139,7 @@ pub fn run(cli: Cli) -> ExitCode {
             return ExitCode::from(exit::FAILURE);
         }
     };
-    rt.block_on(serve(cli, config, runtime, client, workers))
+    rt.block_on(serve(cli, config, runtime, states, client, workers))
 }
 
 /// Print a line on stdout; a closed stdout (`| head`) is not an error worth a panic.
@@ -152,6 +153,7 @@ async fn serve(
     cli: Cli,
     config: Arc<Config>,
     runtime: Runtime,
+    states: Arc<tollgate_router::StateRegistry>,
     client: HttpClient,
     workers: usize,
 ) -> ExitCode {
@@ -224,7 +226,8 @@ async fn serve(
     }
 
     let addr = format!("{}:{}", config.server.host, config.server.port);
-    let listener = match tokio::net::TcpListener::bind(&addr).await {
+    // SO_REUSEADDR + SO_REUSEPORT: a new gateway can bind this port while this one drains.
+    let listener = match tollgate_server::listener::bind(&addr).await {
         Ok(l) => l,
         Err(e) => {
             let why = if e.kind() == std::io::ErrorKind::AddrInUse {
@@ -266,13 +269,49 @@ async fn serve(
             tracing::info!(prefix = %config.accounts.redis_prefix, "rate limits are shared through Redis");
         }
     }
+    // Cooldowns, deployment usage and latency are shared through the same Redis as the rate limits.
+    let router_sync = match &config.accounts.redis_url {
+        None => None,
+        Some(url) => match tollgate_router::sync::RouterSync::new(
+            url.expose(),
+            &config.accounts.redis_prefix,
+            states.clone(),
+        ) {
+            Ok(s) => {
+                let s = Arc::new(s);
+                let job = s.clone();
+                let stop = jobs_stop.clone();
+                jobs.spawn(async move { job.run(stop).await });
+                Some(s)
+            }
+            Err(e) => {
+                eprintln!("tollgate: configuration error: {e}");
+                return ExitCode::from(exit::CONFIG);
+            }
+        },
+    };
     let state = AppState::new(
         runtime,
+        states,
+        router_sync,
         client,
         accounts.clone(),
         tasks.clone(),
         shutdown.clone(),
     );
+    {
+        // Background health checks (the job looks at `background_health_checks` each round).
+        let (s, stop) = (state.clone(), jobs_stop.clone());
+        jobs.spawn(async move { tollgate_server::health_checks::run(s, stop).await });
+    }
+    // Config reloads (SIGHUP, `POST /config/reload`) re-read the file the way `run` did.
+    let state = state.with_reloader(tollgate_server::state::Reloader::new(
+        tollgate_config::resolve_config_path(cli.config.as_deref(), &Env::process()),
+        Env::process(),
+        cli.overrides(),
+        config.clone(),
+    ));
+    tasks.spawn(reload_on_sighup(state.clone(), shutdown.clone()));
     let app = tollgate_server::build_router(state);
     let opts = ListenerOptions {
         keepalive_timeout: config.server.keepalive_timeout,
@@ -394,6 +433,45 @@ async fn migrate_only(config: &Config) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(code) => code,
+    }
+}
+
+/// Reload the config on each SIGHUP until shutdown. The handler is installed when this is called (before the
+/// port is announced), so an early SIGHUP cannot kill the process.
+fn reload_on_sighup(
+    state: AppState,
+    shutdown: CancellationToken,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    #[cfg(unix)]
+    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+    async move {
+        #[cfg(unix)]
+        {
+            let mut hup = match hup {
+                Ok(h) => h,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot install the SIGHUP handler; reload with POST /config/reload");
+                    return;
+                }
+            };
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    got = hup.recv() => {
+                        if got.is_none() {
+                            return;
+                        }
+                        tracing::info!("SIGHUP received: reloading the config");
+                        // The outcome (and why a bad file was rejected) is logged by `reload`.
+                        let _ = tollgate_server::handlers::reload::reload(&state, "SIGHUP").await;
+                    }
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = (state, shutdown);
+        }
     }
 }
 

@@ -1497,12 +1497,12 @@ async fn rpm_limit_is_shared_by_two_instances_through_redis() {
         "{}",
         a.stderr()
     );
-    let (key, _) = generate(&a, json!({"rpm_limit": 6, "max_parallel_requests": 100})).await;
+    let (key, _) = generate(&a, json!({"rpm_limit": 60, "max_parallel_requests": 100})).await;
     // Round robin over both; the minute must not turn over in between, so start at the top of a minute
     // when we are close to its end.
-    avoid_minute_edge(10).await;
+    avoid_minute_edge(20).await;
     let mut ok = 0;
-    for i in 0..12 {
+    for i in 0..80 {
         let gw = if i % 2 == 0 { &a } else { &b };
         let r = chat(gw, &key, "priced").await;
         match r.status.as_u16() {
@@ -1510,34 +1510,103 @@ async fn rpm_limit_is_shared_by_two_instances_through_redis() {
             429 => {
                 let e = r.expect_error(429);
                 assert!(
-                    e["message"].as_str().unwrap().contains("rpm_limit=6"),
+                    e["message"].as_str().unwrap().contains("rpm_limit=60"),
                     "{e}"
                 );
             }
             other => panic!("unexpected {other}: {}", r.text()),
         }
     }
-    assert_eq!(ok, 6, "6 successes across both instances, not 6 on each");
+    assert_eq!(ok, 60, "60 successes across both instances, not 60 on each");
     // Spend from both lands in one ledger (b writes within its batch interval).
     let mut rows = 0;
     for _ in 0..50 {
         rows = spend_logs(&a, &format!("api_key={key}")).await.len();
-        if rows == 6 {
+        if rows == 60 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(rows, 6);
+    assert_eq!(rows, 60);
     // Instance a sees b's spend after its next refresh (0.5 s here).
     let mut spend = 0.0;
     for _ in 0..50 {
         spend = key_spend(&a, &key).await;
-        if close(spend, 6.0 * C) {
+        if close(spend, 60.0 * C) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(close(spend, 6.0 * C), "spend seen by a: {spend}");
+    assert!(close(spend, 60.0 * C), "spend seen by a: {spend}");
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Two instances on one PostgreSQL and one Redis share router state: a deployment cooled down by one is
+/// skipped by the other, and a deployment's rpm use on one counts on the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cooldowns_and_deployment_usage_are_shared_by_two_instances() {
+    let Some(db) = Db::postgres() else { return };
+    if !redis_available() {
+        return;
+    }
+    let prefix = RedisPrefix::new();
+    let bad = mock().await;
+    let good = mock().await;
+    let capped = mock().await;
+    bad.set_faults(&[("status", "503")]).unwrap();
+    let dep = |group: &str, id: &str, base: &str, extra: &str| {
+        format!(
+            "  - model_name: {group}\n    litellm_params:\n      model: openai/m\n      api_base: {base}\n      api_key: {UPSTREAM_KEY}\n{extra}    model_info:\n      id: {id}\n"
+        )
+    };
+    let cfg = format!(
+        "model_list:\n{}{}{}{}general_settings:\n  master_key: {KEY}\n  proxy_batch_write_at: 0.2\n{}router_settings:\n  redis_host: 127.0.0.1\n  redis_port: 6379\n  tollgate_redis_prefix: \"{}\"\n  allowed_fails: 0\n  cooldown_time: 60\n  num_retries: 1\n",
+        dep("g", "dep-bad", &bad.base_url(), ""),
+        dep("g", "dep-good", &good.base_url(), ""),
+        dep("capped", "dep-capped", &capped.base_url(), "      rpm: 5\n"),
+        dep("capped", "dep-spare", &good.base_url(), ""),
+        db.settings(),
+        prefix.0
+    );
+    let a = gateway().config(cfg.clone()).start();
+    let b = gateway().config(cfg).start();
+    // Instance a meets the bad deployment and cools it down.
+    for _ in 0..50 {
+        let r = chat(&a, KEY, "g").await;
+        r.expect_status(200);
+        if bad.requests() > 0 {
+            break;
+        }
+    }
+    assert_eq!(bad.requests(), 1);
+    // Instance b learns of the cooldown within a few sync ticks and never calls it.
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    for _ in 0..30 {
+        let r = chat(&b, KEY, "g").await;
+        r.expect_status(200);
+        assert_eq!(r.header("x-litellm-model-id"), Some("dep-good"));
+    }
+    assert_eq!(
+        bad.requests(),
+        1,
+        "instance b called the deployment a cooled down"
+    );
+    // The capped deployment's rpm (5) used on a counts on b.
+    avoid_minute_edge(10).await;
+    let mut on_a = 0;
+    while capped.requests() < 5 && on_a < 200 {
+        chat(&a, KEY, "capped").await.expect_status(200);
+        on_a += 1;
+    }
+    assert_eq!(capped.requests(), 5);
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    for _ in 0..20 {
+        let r = chat(&b, KEY, "capped").await;
+        r.expect_status(200);
+        assert_eq!(r.header("x-litellm-model-id"), Some("dep-spare"));
+    }
+    assert_eq!(capped.requests(), 5, "b went over the deployment's rpm");
     a.stop().await;
     b.stop().await;
 }

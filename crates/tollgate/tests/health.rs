@@ -1,13 +1,17 @@
-//! Health routes (liveness and readiness without auth, `/health` with auth probing every deployment) and the
-//! client commands `--health` and `--test` against a running gateway.
+//! Health routes (liveness and readiness without auth, `/health` with auth probing every deployment), the
+//! background health checks (`/health` from their cache, routing around unhealthy deployments, recovery,
+//! `?model=` probing fresh) and the client commands `--health` and `--test` against a running gateway.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
+use std::time::{Duration, Instant};
+
 use common::*;
 use http::Method;
 use serde_json::Value;
+use tollgate_mock::MockServer;
 
 fn health_config(base: &str, with_broken: bool) -> String {
     let mut s = format!(
@@ -307,4 +311,234 @@ async fn credentials_in_api_base_are_never_shown() {
     );
     let stderr = gw.stop().await;
     assert!(!stderr.contains("sk-it-url-password"), "{stderr}");
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Health state: background checks, the cache, routing around unhealthy deployments
+
+/// One model group `hc` with deployment `dep-a` on `a` and `dep-b` on `b`; `general` is appended to
+/// `general_settings`.
+fn pair_config(a: &MockServer, b: &MockServer, general: &str) -> String {
+    format!(
+        r#"model_list:
+  - model_name: hc
+    litellm_params:
+      model: openai/hc-up
+      api_base: {}
+      api_key: {UPSTREAM_KEY}
+    model_info:
+      id: dep-a
+  - model_name: hc
+    litellm_params:
+      model: openai/hc-up
+      api_base: {}
+      api_key: {UPSTREAM_KEY}
+    model_info:
+      id: dep-b
+general_settings:
+  master_key: {KEY}
+{general}"#,
+        a.base_url(),
+        b.base_url()
+    )
+}
+
+const BACKGROUND_FAST: &str = "  background_health_checks: true\n  health_check_interval: 1\n";
+const BACKGROUND_SLOW: &str = "  background_health_checks: true\n  health_check_interval: 3600\n";
+
+/// Requests the test itself sent to a mock (the health probes say "ping", `chat()` does not).
+fn client_requests(mock: &MockServer) -> usize {
+    mock.recorded()
+        .iter()
+        .filter(|r| String::from_utf8_lossy(&r.body).contains("Say hello to the gateway"))
+        .count()
+}
+
+/// The `model_id`s listed under `key` (`healthy_endpoints` / `unhealthy_endpoints`), sorted.
+fn ids(v: &Value, key: &str) -> Vec<String> {
+    let mut ids: Vec<String> = v[key]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {key}: {v}"))
+        .iter()
+        .map(|e| e["model_id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+async fn health_json(gw: &Gateway, path: &str) -> Value {
+    let r = gw.get(path).send().await;
+    r.expect_status(200);
+    r.json()
+}
+
+/// Poll `GET path` until `f` holds on its body (or panic with the last body after 20 s).
+async fn health_until(gw: &Gateway, path: &str, what: &str, f: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let v = health_json(gw, path).await;
+        if f(&v) {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: never happened; last /health: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn both_healthy(v: &Value) -> bool {
+    ids(v, "healthy_endpoints") == ["dep-a", "dep-b"] && v["unhealthy_count"] == 0
+}
+
+fn b_unhealthy(v: &Value) -> bool {
+    ids(v, "healthy_endpoints") == ["dep-a"] && ids(v, "unhealthy_endpoints") == ["dep-b"]
+}
+
+/// `n` chat requests to `hc`: every one answered by `dep-a`, none reaching mock `b`.
+async fn traffic_avoids_b(gw: &Gateway, b: &MockServer, n: usize) {
+    let before = client_requests(b);
+    for _ in 0..n {
+        let r = gw.post("/v1/chat/completions", &chat("hc")).send().await;
+        r.expect_status(200);
+        assert_eq!(r.header("x-litellm-model-id"), Some("dep-a"));
+    }
+    assert_eq!(
+        client_requests(b),
+        before,
+        "a request went to the unhealthy deployment"
+    );
+}
+
+/// Chat requests to `hc` until one is answered by `dep-b` (simple-shuffle: 1/2 each; 2^-60 to miss).
+async fn traffic_reaches_b(gw: &Gateway, b: &MockServer) {
+    let before = client_requests(b);
+    for _ in 0..60 {
+        let r = gw.post("/v1/chat/completions", &chat("hc")).send().await;
+        r.expect_status(200);
+        if r.header("x-litellm-model-id") == Some("dep-b") {
+            assert!(client_requests(b) > before);
+            return;
+        }
+    }
+    panic!("the recovered deployment got no traffic");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_checks_route_around_a_failing_deployment_until_it_recovers() {
+    let (a, b) = (mock().await, mock().await);
+    let gw = gateway()
+        .config(pair_config(&a, &b, BACKGROUND_FAST))
+        .start();
+
+    // The first round runs at start-up.
+    let v = health_until(&gw, "/health", "both healthy", both_healthy).await;
+    assert!(
+        v["healthy_endpoints"][0]["last_checked_at"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z')),
+        "{v}"
+    );
+
+    b.set_faults(&[("status", "503")]).unwrap();
+    let v = health_until(&gw, "/health", "dep-b unhealthy", b_unhealthy).await;
+    let err = v["unhealthy_endpoints"][0]["error"].as_str().unwrap();
+    assert!(err.contains("503"), "{v}");
+    traffic_avoids_b(&gw, &b, 10).await;
+
+    b.clear_faults();
+    health_until(&gw, "/health", "dep-b recovered", both_healthy).await;
+    traffic_reaches_b(&gw, &b).await;
+
+    let stderr = gw.stop().await;
+    assert!(
+        stderr.contains("failed its health check") && stderr.contains("dep-b"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("passed its health check again"), "{stderr}");
+    assert!(!stderr.contains(UPSTREAM_KEY), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_answers_from_the_cache_between_rounds() {
+    let (a, b, stuck) = (mock().await, mock().await, mock().await);
+    // A deployment whose probe never answers: not checked yet, so in neither list.
+    stuck.set_faults(&[("hang", "1")]).unwrap();
+    let mut cfg = pair_config(&a, &b, BACKGROUND_SLOW);
+    cfg = cfg.replace(
+        "general_settings:",
+        &format!(
+            "  - model_name: hc-stuck\n    litellm_params:\n      model: openai/stuck\n      api_base: {}\n      api_key: {UPSTREAM_KEY}\n      health_check_timeout: 600\n    model_info:\n      id: dep-stuck\ngeneral_settings:",
+            stuck.base_url()
+        ),
+    );
+    let gw = gateway().config(cfg).start();
+
+    let first = health_until(&gw, "/health", "both healthy", both_healthy).await;
+    assert!(
+        eventually(Duration::from_secs(10), || stuck.in_flight() == 1).await,
+        "the stuck probe never arrived"
+    );
+    let counts = || (a.request_count(), b.request_count(), stuck.request_count());
+    let before = counts();
+    assert_eq!(before, (1, 1, 1), "one probe each");
+    for _ in 0..5 {
+        let v = health_json(&gw, "/health").await;
+        assert_eq!(v, first, "the cache changed without a round");
+        assert!(!v.to_string().contains("dep-stuck"), "{v}");
+    }
+    assert_eq!(counts(), before, "GET /health probed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_for_one_model_probes_fresh_and_updates_the_cache() {
+    let (a, b) = (mock().await, mock().await);
+    let gw = gateway()
+        .config(pair_config(&a, &b, BACKGROUND_SLOW))
+        .start();
+    health_until(&gw, "/health", "both healthy", both_healthy).await;
+
+    b.set_faults(&[("status", "503")]).unwrap();
+    // The cache does not know yet (the next round is an hour away)...
+    assert!(both_healthy(&health_json(&gw, "/health").await));
+    // ... `?model=` probes now ...
+    let before = (a.request_count(), b.request_count());
+    let v = health_json(&gw, "/health?model=hc").await;
+    assert!(b_unhealthy(&v), "{v}");
+    assert_eq!(
+        (a.request_count(), b.request_count()),
+        (before.0 + 1, before.1 + 1)
+    );
+    // ... and records what it saw: the cache and the router know.
+    assert!(b_unhealthy(&health_json(&gw, "/health").await));
+    traffic_avoids_b(&gw, &b, 6).await;
+
+    b.clear_faults();
+    assert!(both_healthy(&health_json(&gw, "/health?model=hc").await));
+    traffic_reaches_b(&gw, &b).await;
+
+    let v = health_json(&gw, "/health?model=no-such-model").await;
+    assert_eq!(
+        (v["healthy_count"].as_u64(), v["unhealthy_count"].as_u64()),
+        (Some(0), Some(0)),
+        "{v}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_background_checks_health_probes_and_routing_learns_from_it() {
+    let (a, b) = (mock().await, mock().await);
+    let gw = gateway().config(pair_config(&a, &b, "")).start();
+
+    b.set_faults(&[("status", "503")]).unwrap();
+    let before = b.request_count();
+    let v = health_json(&gw, "/health").await;
+    assert!(b_unhealthy(&v), "{v}");
+    assert_eq!(b.request_count(), before + 1, "probed on request");
+    traffic_avoids_b(&gw, &b, 6).await;
+
+    b.clear_faults();
+    assert!(both_healthy(&health_json(&gw, "/health").await));
+    traffic_reaches_b(&gw, &b).await;
 }

@@ -1,22 +1,20 @@
-//! Health routes: liveness and readiness (no auth), and `GET /health`, which probes every deployment.
-
-use std::time::Duration;
+//! Health routes: liveness and readiness (no auth), and `GET /health`: every deployment's health, probed
+//! now or (with background health checks) as last checked; the probes are in [`crate::health_checks`].
 
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
-use futures_util::future::join_all;
 use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tollgate_config::{Deployment, Mode};
-use tollgate_providers::{Call, Endpoint, Reply};
+use tollgate_accounts::duration::rfc3339;
+use tollgate_config::Deployment;
+use tollgate_router::{Entry, Health};
 
-use crate::state::AppState;
+use crate::health_checks;
+use crate::state::{AppState, Upstream};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub async fn root() -> Response {
     Json(json!({"name": "tollgate", "version": VERSION, "docs": "https://github.com/tollgate"}))
@@ -66,34 +64,6 @@ pub struct HealthQuery {
     pub model: Option<String>,
 }
 
-/// The probe request for a deployment's mode.
-fn probe_call(d: &Deployment, upstream_model: &str) -> Call {
-    let (endpoint, body) = match d.model_info.mode {
-        Some(Mode::Embedding) => (
-            Endpoint::Embeddings,
-            json!({"model": upstream_model, "input": "ping"}),
-        ),
-        Some(Mode::Completion) => (
-            Endpoint::Completions,
-            json!({"model": upstream_model, "prompt": "ping", "max_tokens": 1}),
-        ),
-        _ => (
-            Endpoint::ChatCompletions,
-            json!({"model": upstream_model, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 1}),
-        ),
-    };
-    Call {
-        endpoint,
-        body: Bytes::from(body.to_string()),
-        requested_model: d.model_name.clone(),
-        upstream_model: upstream_model.to_string(),
-        stream: false,
-        client_wants_usage: false,
-        request_id: tollgate_core::ids::new_request_id(),
-        timeout: d.timeout.unwrap_or(PROBE_TIMEOUT).min(PROBE_TIMEOUT),
-    }
-}
-
 /// Public description of a deployment: never its key.
 fn describe(d: &Deployment, api_base: &str) -> Value {
     json!({
@@ -104,39 +74,64 @@ fn describe(d: &Deployment, api_base: &str) -> Value {
     })
 }
 
+/// `GET /health` (LiteLLM's shape: `healthy_endpoints`, `unhealthy_endpoints` and their counts; each
+/// endpoint with `last_checked_at`). With background health checks on, it answers from the states the
+/// checks recorded, without probing; deployments not checked yet are in neither list. With `?model=`, or
+/// with background checks off, it probes now (every deployment at once) and records the results, so
+/// routing avoids the unhealthy ones.
 pub async fn health(State(state): State<AppState>, Query(q): Query<HealthQuery>) -> Response {
-    let rt = state.runtime();
-    let probes = rt
+    let rt = state.shared().runtime.load_full();
+    let selected: Vec<_> = rt
         .router
         .entries()
         .iter()
-        .filter(|e| !e.deployment.model.contains('*') && !e.deployment.model_name.contains('*'))
+        .filter(|e| health_checks::probeable(e))
         .filter(|e| {
             q.model
                 .as_deref()
                 .is_none_or(|m| m == e.deployment.model_name)
         })
-        .map(|e| {
-            let provider = e.target.provider.clone();
-            let call = probe_call(&e.deployment, &e.deployment.model);
-            let desc = describe(&e.deployment, provider.api_base());
-            async move {
-                match provider.call(call).await {
-                    Ok(Reply::Complete { .. }) | Ok(Reply::Stream(_)) => (true, desc),
-                    Err(err) => {
-                        let mut d = desc;
-                        d["error"] = json!(err.public_message());
-                        (false, d)
+        .collect();
+    let results: Vec<(&Entry<Upstream>, Option<String>, i64)> =
+        if rt.config.routing.background_health_checks && q.model.is_none() {
+            selected
+                .into_iter()
+                .filter_map(|e| {
+                    let (error, checked) = e.state.health_detail();
+                    match e.state.health() {
+                        Health::Unknown => None,
+                        Health::Healthy => Some((e, None, checked)),
+                        Health::Unhealthy => Some((
+                            e,
+                            Some(error.unwrap_or_else(|| "unhealthy".to_string())),
+                            checked,
+                        )),
                     }
-                }
+                })
+                .collect()
+        } else {
+            let n = selected.len();
+            health_checks::check(selected, n)
+                .await
+                .into_iter()
+                .map(|(e, outcome, checked)| (e, outcome.err(), checked))
+                .collect()
+        };
+    let mut healthy = Vec::new();
+    let mut unhealthy = Vec::new();
+    for (e, error, checked) in results {
+        let mut v = describe(&e.deployment, e.target.provider.api_base());
+        if checked > 0 {
+            v["last_checked_at"] = json!(rfc3339(checked));
+        }
+        match error {
+            None => healthy.push(v),
+            Some(error) => {
+                v["error"] = json!(error);
+                unhealthy.push(v);
             }
-        })
-        .collect::<Vec<_>>();
-    drop(rt);
-    let results = join_all(probes).await;
-    let (healthy, unhealthy): (Vec<_>, Vec<_>) = results.into_iter().partition(|(ok, _)| *ok);
-    let healthy: Vec<Value> = healthy.into_iter().map(|(_, v)| v).collect();
-    let unhealthy: Vec<Value> = unhealthy.into_iter().map(|(_, v)| v).collect();
+        }
+    }
     Json(json!({
         "healthy_count": healthy.len(),
         "unhealthy_count": unhealthy.len(),

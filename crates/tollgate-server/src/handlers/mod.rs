@@ -4,3 +4,4 @@ pub mod health;
 pub mod manage;
 pub mod models;
 pub mod openai;
+pub mod reload;

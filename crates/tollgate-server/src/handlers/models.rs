@@ -32,7 +32,7 @@ fn may_use(state: &AppState, rt: &Runtime, p: &Principal, m: &str) -> bool {
     let groups = rt
         .router
         .candidates(m)
-        .map(|(_, _, idx)| access_groups_of(rt, idx))
+        .map(|c| access_groups_of(rt, c.idx))
         .unwrap_or_default();
     state.accounts().may_use_model(p, m, &groups)
 }

@@ -6,21 +6,21 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::Stream;
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderName, HeaderValue};
-use http::{HeaderMap, StatusCode};
+use http::HeaderMap;
+use http::header::{HeaderName, HeaderValue};
 use tollgate_accounts::Principal;
+use tollgate_core::GatewayError;
 use tollgate_core::wire::JsonObject;
-use tollgate_core::{GatewayError, Nanos};
-use tollgate_providers::{Call, ChunkStream, Endpoint, Reply, StreamOutcome};
+use tollgate_providers::{ChunkStream, Endpoint, StreamOutcome};
 
+use crate::dispatch::Job;
 use crate::error::ApiError;
 use crate::extract::read_body;
-use crate::middleware::context::{Recorded, RequestContext};
+use crate::middleware::context::RequestContext;
 use crate::record::{RequestRecord, record};
 use crate::state::{AppState, Runtime};
 
@@ -77,6 +77,113 @@ struct Parsed {
     /// The `metadata` object as sent (kept for the spend log), and its `tags`.
     metadata: Option<String>,
     tags: Vec<String>,
+    /// The router's per-request fields (LiteLLM's): `num_retries`, `fallbacks`, `timeout`.
+    router: RequestRouting,
+}
+
+/// Per-request router fields. They are removed from the body before it goes upstream.
+#[derive(Debug, Default)]
+pub(crate) struct RequestRouting {
+    pub num_retries: Option<u32>,
+    /// `fallbacks: ["a", "b"]` or LiteLLM's `[{"model": ["a", "b"]}]`; `disable_fallbacks: true` gives `Some([])`.
+    pub fallbacks: Option<Vec<String>>,
+    pub timeout: Option<Duration>,
+    /// Whether any of the fields was present (the body then needs them removed).
+    pub present: bool,
+}
+
+/// Body fields only the gateway reads (stripped before the upstream call).
+const ROUTER_FIELDS: &[&str] = &[
+    "num_retries",
+    "fallbacks",
+    "disable_fallbacks",
+    "timeout",
+    "context_window_fallbacks",
+    "content_policy_fallbacks",
+];
+
+fn parse_routing(obj: &JsonObject<'_>, model: &str) -> Result<RequestRouting, GatewayError> {
+    let mut r = RequestRouting::default();
+    if !ROUTER_FIELDS.iter().any(|f| obj.contains(f)) {
+        return Ok(r);
+    }
+    r.present = true;
+    if let Some(raw) = obj.get("num_retries").filter(|v| v.get() != "null") {
+        r.num_retries = Some(raw.get().parse::<u32>().map_err(|_| {
+            GatewayError::invalid_param("num_retries", "`num_retries` must be a whole number")
+        })?);
+    }
+    if let Some(raw) = obj.get("timeout").filter(|v| v.get() != "null") {
+        let secs = raw
+            .get()
+            .trim_matches('"')
+            .parse::<f64>()
+            .ok()
+            .filter(|s| s.is_finite() && *s > 0.0)
+            .ok_or_else(|| {
+                GatewayError::invalid_param(
+                    "timeout",
+                    "`timeout` must be a positive number of seconds",
+                )
+            })?;
+        r.timeout = Some(Duration::from_secs_f64(secs.min(86_400.0)));
+    }
+    if let Some(raw) = obj.get("fallbacks").filter(|v| v.get() != "null") {
+        let bad = || {
+            GatewayError::invalid_param(
+                "fallbacks",
+                "`fallbacks` must be a list of model names or of {\"model\": [\"fallback\", ...]} objects",
+            )
+        };
+        let v: serde_json::Value = serde_json::from_str(raw.get()).map_err(|_| bad())?;
+        let serde_json::Value::Array(items) = v else {
+            return Err(bad());
+        };
+        let mut out = Vec::new();
+        for item in items {
+            match item {
+                serde_json::Value::String(s) => out.push(s),
+                serde_json::Value::Object(m) => {
+                    // Only the entry for this request's model applies (LiteLLM's shape); `*` for any.
+                    for (k, v) in m {
+                        if k != model && k != "*" {
+                            continue;
+                        }
+                        match v {
+                            serde_json::Value::String(s) => out.push(s),
+                            serde_json::Value::Array(list) => {
+                                for x in list {
+                                    out.push(x.as_str().ok_or_else(bad)?.to_owned());
+                                }
+                            }
+                            _ => return Err(bad()),
+                        }
+                    }
+                }
+                _ => return Err(bad()),
+            }
+        }
+        r.fallbacks = Some(out);
+    }
+    if obj
+        .get("disable_fallbacks")
+        .is_some_and(|v| v.get() == "true")
+    {
+        r.fallbacks = Some(Vec::new());
+    }
+    Ok(r)
+}
+
+/// The body without the router-only fields (only called when one is present).
+fn strip_router_fields(body: &Bytes) -> Result<Bytes, GatewayError> {
+    let mut v: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(body).map_err(|e| GatewayError::MalformedJson(e.to_string()))?;
+    for f in ROUTER_FIELDS {
+        v.remove(*f);
+    }
+    serde_json::to_vec(&v)
+        .map(Bytes::from)
+        .map_err(|e| GatewayError::Internal(e.to_string()))
 }
 
 /// Largest `metadata` kept in a spend row.
@@ -147,6 +254,7 @@ fn parse_request(
             (kept, tags)
         }
     };
+    let router = parse_routing(&obj, &model)?;
     Ok(Parsed {
         model,
         stream,
@@ -155,6 +263,7 @@ fn parse_request(
         max_tokens,
         metadata,
         tags,
+        router,
     })
 }
 
@@ -209,12 +318,11 @@ async fn proxy(
         })
         .into_response();
     };
-    let (group, _, idx) = candidates;
     // Only virtual keys have model lists (the master key and an open gateway may use everything).
     let allowed = match &principal {
         Principal::Key(_) => {
-            let access_groups = access_groups_of(&rt, idx);
-            accounts.may_use_model(&principal, group, &access_groups)
+            let access_groups = access_groups_of(&rt, candidates.idx);
+            accounts.may_use_model(&principal, candidates.group, &access_groups)
                 || accounts.may_use_model(&principal, &parsed.model, &access_groups)
         }
         _ => true,
@@ -230,174 +338,62 @@ async fn proxy(
         )))
         .into_response();
     }
-    // A deployment with rpm/tpm capacity left (deployments without limits always have it).
-    let now = tollgate_store::now_ms();
-    let Some(route) = rt.router.pick_where(candidates, |e| {
-        e.target
-            .limits
-            .as_ref()
-            .is_none_or(|(l, c)| c.has_capacity(l, now))
-    }) else {
-        return ApiError(GatewayError::RateLimited {
-            message: format!(
-                "No deployment of model={group} has capacity left: every deployment is at its rpm/tpm limit"
-            ),
-            retry_after: Some(Duration::from_millis((60_000 - now.rem_euclid(60_000)).max(1) as u64)),
-        })
-        .into_response();
-    };
-    let d = &route.entry.deployment;
-    let upstream = &route.entry.target;
-    let estimate = upstream.estimate(bytes.len(), parsed.max_tokens);
-    let mut tags = std::mem::take(&mut parsed.tags);
-    if let Some(k) = principal.key() {
-        tags.extend(k.tags.iter().cloned());
-    }
-    let admission = match accounts
-        .admit(
-            &principal,
-            route.group,
-            parsed.user.as_deref(),
-            estimate,
-            tags,
-        )
-        .await
-    {
-        Ok(a) => a,
-        Err(e) => return ApiError(e).into_response(),
-    };
-    let deployment_limits = match &upstream.limits {
-        None => None,
-        Some((limits, counters)) => {
-            let ask = tollgate_accounts::counters::Ask {
-                limits,
-                model_budget: None,
-                model: route.group,
-                estimate: Nanos::ZERO,
-                now_ms: now,
-            };
-            if let Err(refusal) = counters.try_acquire(&ask) {
-                // Taken by a concurrent request since the router looked.
-                let retry_after = match refusal {
-                    tollgate_accounts::Refusal::Rpm { retry_after, .. }
-                    | tollgate_accounts::Refusal::Tpm { retry_after, .. } => Some(retry_after),
-                    _ => None,
-                };
-                return ApiError(GatewayError::RateLimited {
-                    message: format!(
-                        "Deployment {} of model={group} is at its rpm/tpm limit",
-                        d.id
-                    ),
-                    retry_after,
-                })
-                .into_response();
-            }
-            Some(counters.clone())
+    let body = if parsed.router.present {
+        match strip_router_fields(&bytes) {
+            Ok(b) => b,
+            Err(e) => return ApiError(e).into_response(),
         }
-    };
-    let provider = upstream.provider.clone();
-    let timeout = if parsed.stream {
-        d.stream_timeout.or(d.timeout)
     } else {
-        d.timeout
-    }
-    .unwrap_or(rt.default_timeout);
-    let mut headers = HeaderMap::new();
-    rate_limit_headers(&mut headers, &admission.remaining);
-    let rec = RequestRecord {
-        request_id: ctx.id.clone(),
-        route: endpoint.path(),
-        model_group: route.group.to_string(),
-        requested_model: parsed.model.clone(),
-        deployment_id: d.id.clone(),
-        provider: provider.name(),
-        upstream_model: route.upstream_model.to_string(),
-        stream: parsed.stream,
-        status: 200,
-        usage: None,
-        start: ctx.start,
-        start_ms: ctx.start_ms,
-        upstream_latency: Duration::ZERO,
-        total_latency: Duration::ZERO,
-        client_disconnected: false,
-        error: None,
-        price: upstream.price.clone(),
-        typical_cost: upstream.typical_cost.clone(),
-        admission: Some(admission),
-        deployment_limits,
-        metadata: parsed.metadata.take(),
+        bytes
     };
-    let call = Call {
+    if parsed.router.timeout.is_none() {
+        parsed.router.timeout = header_timeout(&parts.headers);
+    }
+    let prompt_tokens = rt
+        .config
+        .routing
+        .enable_pre_call_checks
+        .then(|| estimate_prompt_tokens(&body));
+    let job = Job {
         endpoint,
-        body: bytes,
-        requested_model: parsed.model.clone(),
-        upstream_model: rec.upstream_model.clone(),
+        ctx,
+        principal,
+        body,
+        requested_model: parsed.model,
+        target,
         stream: parsed.stream,
         client_wants_usage: parsed.client_wants_usage,
-        request_id: ctx.id.clone(),
-        timeout,
+        user: parsed.user,
+        max_tokens: parsed.max_tokens,
+        metadata: parsed.metadata,
+        tags: parsed.tags,
+        routing: parsed.router,
+        prompt_tokens,
     };
-    if let Some(v) = &upstream.model_id {
-        headers.insert(X_MODEL_ID, v.clone());
-    }
-    if let Some(v) = &upstream.api_base {
-        headers.insert(X_MODEL_API_BASE, v.clone());
-    }
-    drop(rt);
+    let rt = arc_swap::Guard::into_inner(rt);
+    crate::dispatch::run(state, rt, job).await
+}
 
-    let upstream_start = Instant::now();
-    // If the client goes away while the upstream is working, this future is dropped here: the guard then
-    // records the request (once), as an abandoned stream is.
-    let mut pending = PendingRecord(Some((rec, state.clone())));
-    let result = provider.call(call).await;
-    let Some((mut rec, _)) = pending.0.take() else {
-        return ApiError(GatewayError::Internal(
-            "request record already taken".into(),
-        ))
-        .into_response();
+/// `x-litellm-timeout` (seconds): the request's timeout, as the `timeout` body field.
+fn header_timeout(h: &HeaderMap) -> Option<Duration> {
+    h.get("x-litellm-timeout")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map(|s| Duration::from_secs_f64(s.min(86_400.0)))
+}
+
+/// A cheap upper estimate of the prompt's tokens for the context-window pre-call check: the length of
+/// the prompt fields (`messages`, `prompt`, `input`) over 4 (about 4 bytes a token for English text).
+fn estimate_prompt_tokens(body: &[u8]) -> u64 {
+    let Ok(obj) = JsonObject::parse(body) else {
+        return 0;
     };
-    rec.upstream_latency = upstream_start.elapsed();
-    let overhead = ctx.start.elapsed().saturating_sub(rec.upstream_latency);
-    headers.insert(X_OVERHEAD_MS, ms_header(overhead));
-    match result {
-        Err(err) => {
-            rec.status = err.status().as_u16();
-            rec.error = Some(err.to_string());
-            rec.total_latency = ctx.start.elapsed();
-            record(&state, &mut rec);
-            let mut resp = ApiError(err).into_response();
-            resp.headers_mut().extend(headers);
-            resp.extensions_mut().insert(Recorded);
-            resp
-        }
-        Ok(Reply::Complete { body, usage }) => {
-            rec.usage = usage;
-            rec.total_latency = ctx.start.elapsed();
-            headers.insert(X_RESPONSE_DURATION_MS, ms_header(rec.total_latency));
-            let cost = record(&state, &mut rec);
-            if let Ok(v) = HeaderValue::from_str(&cost.to_string()) {
-                headers.insert(X_RESPONSE_COST, v);
-            }
-            let mut resp = (StatusCode::OK, body).into_response();
-            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            resp.headers_mut().extend(headers);
-            resp.extensions_mut().insert(Recorded);
-            resp
-        }
-        Ok(Reply::Stream(stream)) => {
-            headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-            headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-            let body = Body::from_stream(RecordingStream {
-                inner: stream,
-                record: Some(rec),
-                state,
-            });
-            let mut resp = (StatusCode::OK, body).into_response();
-            resp.headers_mut().extend(headers);
-            resp.extensions_mut().insert(Recorded);
-            resp
-        }
-    }
+    ["messages", "prompt", "input"]
+        .iter()
+        .filter_map(|k| obj.get(k))
+        .map(|r| r.get().len() as u64 / 4)
+        .sum()
 }
 
 /// The model names this caller may use (for "model not found" messages).
@@ -421,7 +417,7 @@ pub(crate) fn access_groups_of(rt: &Runtime, idx: &[usize]) -> Vec<String> {
 }
 
 /// `x-ratelimit-{limit,remaining}-{requests,tokens}` from the tightest limit that applied.
-fn rate_limit_headers(h: &mut HeaderMap, r: &tollgate_accounts::Remaining) {
+pub(crate) fn rate_limit_headers(h: &mut HeaderMap, r: &tollgate_accounts::Remaining) {
     let mut put = |name: &'static str, v: u64| {
         h.insert(HeaderName::from_static(name), HeaderValue::from(v));
     };
@@ -436,7 +432,7 @@ fn rate_limit_headers(h: &mut HeaderMap, r: &tollgate_accounts::Remaining) {
 }
 
 /// Holds the record while the upstream call is pending; records it as abandoned if dropped still holding it.
-struct PendingRecord(Option<(RequestRecord, AppState)>);
+pub(crate) struct PendingRecord(pub(crate) Option<(RequestRecord, AppState)>);
 
 impl Drop for PendingRecord {
     fn drop(&mut self) {
@@ -450,17 +446,17 @@ impl Drop for PendingRecord {
     }
 }
 
-fn ms_header(d: Duration) -> HeaderValue {
+pub(crate) fn ms_header(d: Duration) -> HeaderValue {
     HeaderValue::from_str(&format!("{:.3}", d.as_secs_f64() * 1000.0))
         .unwrap_or(HeaderValue::from_static("0"))
 }
 
 /// Forwards a provider's SSE stream chunk by chunk and records the request once, when the stream ends or
 /// when the client goes away (the body is dropped) — so usage is never lost to a disconnect.
-struct RecordingStream {
-    inner: ChunkStream,
-    record: Option<RequestRecord>,
-    state: AppState,
+pub(crate) struct RecordingStream {
+    pub(crate) inner: ChunkStream,
+    pub(crate) record: Option<RequestRecord>,
+    pub(crate) state: AppState,
 }
 
 impl RecordingStream {
