@@ -147,7 +147,7 @@ attempts() {
   local up=$OUT/$1/$2.upstream f=$OUT/$1/$2.json
   if [ -f "$f" ] && [ -f "$up" ]; then
     jq -r --argjson up "$(cat "$up")" --argjson w "$WARMUP" \
-      '(.ok + .errors.total) * (.duration_s + $w) / .duration_s as $n | if $n == 0 then "n/a" else ($up / $n * 1000 | round / 1000 | tostring) end' "$f"
+      '((.ok + .errors.total) * (.duration_s + $w) / .duration_s) as $n | if $n == 0 then "n/a" else ($up / $n * 1000 | round / 1000 | tostring) end' "$f"
   else
     echo n/a
   fi
@@ -172,14 +172,15 @@ if [[ " $PARTS " == *" faults "* ]]; then
   FAULT="m4@fail_rate=0.2,status=503"
   declare -A FAULT_DESC=(
     [healthy]="4 healthy deployments (baseline)"
+    [healthy-again]="4 healthy deployments again, run last (noise check)"
     [faulty]="m4 fails 20% (503); defaults: num_retries 2, allowed_fails 3, cooldown 5 s"
     [faulty-noretry]="m4 fails 20% (503); num_retries 0, disable_cooldowns"
   )
-  for case in healthy faulty faulty-noretry; do
+  for case in healthy faulty faulty-noretry healthy-again; do
     dir=$OUT/$case
     mkdir -p "$dir"
     last=m4
-    [ "$case" != healthy ] && last=$FAULT
+    [[ "$case" == faulty* ]] && last=$FAULT
     {
       echo "model_list:"
       deployment m1 m1
@@ -208,7 +209,7 @@ if [[ " $PARTS " == *" faults "* ]]; then
   add ""
   add "| case | p50 ms @$RATE/s | p99 ms @$RATE/s | added p50 | added p99 | success @$RATE/s | errors @$RATE/s | upstream/request @$RATE/s | saturation req/s | success @sat | errors @sat |"
   add "|---|---|---|---|---|---|---|---|---|---|---|"
-  for case in healthy faulty faulty-noretry; do
+  for case in healthy faulty faulty-noretry healthy-again; do
     p50=$(j "$case" rate .latency_ms.p50)
     p99=$(j "$case" rate .latency_ms.p99)
     if [ "$case" = healthy ]; then a50="—"; a99="—"; else a50=$(added "$p50" "$b50"); a99=$(added "$p99" "$b99"); fi

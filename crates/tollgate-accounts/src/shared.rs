@@ -64,6 +64,19 @@ end
 return {0, 0}
 ";
 
+/// A multiplexed Redis connection, made lazily (Redis may be down at start-up), with short timeouts: callers
+/// fall back to local state rather than wait. Cloned, it is shared (the router's state exchange uses it too).
+pub fn lazy_connection(url: &str) -> Result<ConnectionManager, String> {
+    let client = redis::Client::open(url).map_err(|e| format!("invalid Redis URL: {e}"))?;
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_millis(500)))
+        .set_response_timeout(Some(Duration::from_millis(250)))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_millis(500));
+    ConnectionManager::new_lazy_with_config(client, config)
+        .map_err(|e| format!("cannot set up the Redis client: {e}"))
+}
+
 /// While Redis is down, how often a request tries it again.
 const RETRY_DOWN_MS: i64 = 1000;
 
@@ -92,14 +105,7 @@ impl SharedLimits {
     /// Set up the client; the connection is made lazily (Redis may be down at start-up: requests then use
     /// local limits until it answers).
     pub fn new(url: &str, prefix: &str) -> Result<SharedLimits, String> {
-        let client = redis::Client::open(url).map_err(|e| format!("invalid Redis URL: {e}"))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_millis(500)))
-            .set_response_timeout(Some(Duration::from_millis(250)))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| format!("cannot set up the Redis client: {e}"))?;
+        let conn = lazy_connection(url)?;
         let (settle_tx, settle_rx) = mpsc::unbounded_channel();
         Ok(SharedLimits {
             conn,
@@ -126,6 +132,11 @@ impl SharedLimits {
             (true, true) => tracing::info!("Redis reachable again: rate limits are shared again"),
             _ => {}
         }
+    }
+
+    /// The connection (shared with the router's state exchange).
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
     }
 
     /// Whether the last call failed.

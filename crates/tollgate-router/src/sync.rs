@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use tokio_util::sync::CancellationToken;
 
 use crate::state::StateRegistry;
@@ -53,23 +53,15 @@ fn now_ms() -> i64 {
 }
 
 impl RouterSync {
-    /// Set up the client (the connection is made lazily: Redis may be down at start-up).
-    pub fn new(url: &str, prefix: &str, states: Arc<StateRegistry>) -> Result<RouterSync, String> {
-        let client = redis::Client::open(url).map_err(|e| format!("invalid Redis URL: {e}"))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_millis(500)))
-            .set_response_timeout(Some(Duration::from_millis(500)))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| format!("cannot set up the Redis client: {e}"))?;
-        Ok(RouterSync {
+    /// On a (lazy, multiplexed) connection shared with the rate limits.
+    pub fn new(conn: ConnectionManager, prefix: &str, states: Arc<StateRegistry>) -> RouterSync {
+        RouterSync {
             conn,
             prefix: prefix.to_string(),
             states,
             queued: Mutex::new(Vec::new()),
             down: AtomicBool::new(false),
-        })
+        }
     }
 
     /// A deployment started cooling down here: tell the others at the next tick.

@@ -269,27 +269,18 @@ async fn serve(
             tracing::info!(prefix = %config.accounts.redis_prefix, "rate limits are shared through Redis");
         }
     }
-    // Cooldowns, deployment usage and latency are shared through the same Redis as the rate limits.
-    let router_sync = match &config.accounts.redis_url {
-        None => None,
-        Some(url) => match tollgate_router::sync::RouterSync::new(
-            url.expose(),
+    // Cooldowns, deployment usage and latency are shared through the same Redis connection as the rate limits.
+    let router_sync = accounts.shared.as_ref().map(|shared| {
+        let s = Arc::new(tollgate_router::sync::RouterSync::new(
+            shared.connection(),
             &config.accounts.redis_prefix,
             states.clone(),
-        ) {
-            Ok(s) => {
-                let s = Arc::new(s);
-                let job = s.clone();
-                let stop = jobs_stop.clone();
-                jobs.spawn(async move { job.run(stop).await });
-                Some(s)
-            }
-            Err(e) => {
-                eprintln!("tollgate: configuration error: {e}");
-                return ExitCode::from(exit::CONFIG);
-            }
-        },
-    };
+        ));
+        let job = s.clone();
+        let stop = jobs_stop.clone();
+        jobs.spawn(async move { job.run(stop).await });
+        s
+    });
     let state = AppState::new(
         runtime,
         states,

@@ -1632,5 +1632,20 @@ async fn redis_down_falls_back_to_local_limits() {
     ];
     assert_eq!(codes, [200, 200, 429]);
     assert!(gw.stderr().contains("Redis unreachable"), "{}", gw.stderr());
+    // The router's state exchange says so too, once, and routing goes on.
+    assert!(
+        eventually(Duration::from_secs(5), || gw
+            .stderr()
+            .contains("are no longer shared"))
+        .await,
+        "{}",
+        gw.stderr()
+    );
+    assert_eq!(
+        gw.stderr().matches("are no longer shared").count(),
+        1,
+        "{}",
+        gw.stderr()
+    );
     gw.stop().await;
 }
