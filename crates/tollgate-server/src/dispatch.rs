@@ -122,7 +122,8 @@ async fn wait(state: &AppState, d: Duration) {
 pub(crate) async fn run(state: AppState, rt: Arc<Runtime>, mut job: Job) -> Response {
     let settings = &rt.config.routing;
     let accounts = state.accounts();
-    let mut groups: Vec<String> = vec![job.target.clone()];
+    // The model group asked for, then (after it failed) its fallbacks.
+    let mut groups: Vec<String> = vec![std::mem::take(&mut job.target)];
     let mut progress = Progress {
         attempts: Vec::new(),
         last: None,
@@ -136,14 +137,14 @@ pub(crate) async fn run(state: AppState, rt: Arc<Runtime>, mut job: Job) -> Resp
     let mut remaining = tollgate_accounts::Remaining::default();
     let mut gi = 0;
     while gi < groups.len() {
-        let name = groups[gi].clone();
+        let name: &str = &groups[gi];
         let is_fallback = gi > 0;
         gi += 1;
-        let Some(c) = rt.router.candidates(&name) else {
+        let Some(c) = rt.router.candidates(name) else {
             progress.fail(
                 format!("model={name}: no such model group"),
                 GatewayError::ModelNotFound {
-                    requested: Some(name.clone()),
+                    requested: Some(name.to_string()),
                     available: Vec::new(),
                 },
                 Kind::BadRequest,
@@ -220,7 +221,8 @@ pub(crate) async fn run(state: AppState, rt: Arc<Runtime>, mut job: Job) -> Resp
                     RequestRecord {
                         request_id: job.ctx.id.clone(),
                         route: job.endpoint.path(),
-                        model_group: route.group.to_string(),
+                        // Filled in for each attempt below.
+                        model_group: String::new(),
                         requested_model: job.requested_model.clone(),
                         deployment_id: String::new(),
                         provider: upstream.provider.name(),
@@ -281,7 +283,8 @@ pub(crate) async fn run(state: AppState, rt: Arc<Runtime>, mut job: Job) -> Resp
                 timeout,
             };
             if let Some((rec, _)) = pending.0.as_mut() {
-                rec.model_group = route.group.to_string();
+                rec.model_group.clear();
+                rec.model_group.push_str(route.group);
                 rec.deployment_id.clone_from(&d.id);
                 rec.provider = upstream.provider.name();
                 rec.upstream_model.clone_from(&call.upstream_model);
@@ -377,15 +380,13 @@ pub(crate) async fn run(state: AppState, rt: Arc<Runtime>, mut job: Job) -> Resp
             }
         }
         // The first group is used up: its fallbacks come next.
-        if gi == 1 {
+        let more = if gi == 1 {
             let kind = progress.first_kind.unwrap_or(Kind::Server);
-            groups.extend(policy::fallbacks_for(
-                settings,
-                c.group,
-                kind,
-                job.routing.fallbacks.as_deref(),
-            ));
-        }
+            policy::fallbacks_for(settings, c.group, kind, job.routing.fallbacks.as_deref())
+        } else {
+            Vec::new()
+        };
+        groups.extend(more);
     }
     let mut headers = HeaderMap::new();
     rate_limit_headers(&mut headers, &remaining);
