@@ -337,6 +337,36 @@ mod tests {
     }
 
     #[test]
+    fn allowed_fails_policy_sets_the_threshold_per_class() {
+        let mut s = RoutingSettings {
+            allowed_fails: 5,
+            ..RoutingSettings::default()
+        };
+        s.allowed_fails_policy.counts.insert(ErrorClass::Timeout, 0);
+        s.allowed_fails_policy
+            .counts
+            .insert(ErrorClass::BadRequest, 1);
+        let timeout = classify(&GatewayError::UpstreamTimeout {
+            deployment: "d".into(),
+            after: Duration::from_secs(1),
+        });
+        let st = DeploymentState::default();
+        assert!(after_failure(&s, &st, &timeout, 2, 0).is_some());
+        // Bad requests count only because the policy names their class.
+        let bad = classify(&upstream(400, None, "x", None));
+        let st = DeploymentState::default();
+        assert_eq!(after_failure(&s, &st, &bad, 2, 0), None);
+        assert!(after_failure(&s, &st, &bad, 2, 1).is_some());
+        // Other classes use allowed_fails.
+        let server = classify(&upstream(500, None, "x", None));
+        let st = DeploymentState::default();
+        for t in 0..5 {
+            assert_eq!(after_failure(&s, &st, &server, 2, t), None);
+        }
+        assert!(after_failure(&s, &st, &server, 2, 5).is_some());
+    }
+
+    #[test]
     fn fallback_lists_by_error_kind() {
         let s = RoutingSettings {
             fallbacks: vec![
