@@ -112,14 +112,22 @@ pub fn classify(e: &GatewayError) -> Failure {
 }
 
 /// How many retries a failure of `class` gets in `group`: `model_group_retry_policy`, else `retry_policy`,
-/// else `num_retries` for transient errors (rate limit, timeout, server) and none for the others.
-pub fn retries_for(s: &RoutingSettings, group: &str, class: ErrorClass, num_retries: u32) -> u32 {
+/// else `num_retries` for transient errors (rate limit, timeout, server), and for a refused credential when
+/// the group has another deployment to try (its key may be good, as LiteLLM does); none for the others.
+pub fn retries_for(
+    s: &RoutingSettings,
+    group: &str,
+    class: ErrorClass,
+    num_retries: u32,
+    others_left: bool,
+) -> u32 {
     s.model_group_retry_policy
         .get(group)
         .and_then(|p| p.get(class))
         .or_else(|| s.retry_policy.get(class))
         .unwrap_or(match class {
             ErrorClass::RateLimit | ErrorClass::Timeout | ErrorClass::InternalServer => num_retries,
+            ErrorClass::Authentication if others_left => num_retries,
             ErrorClass::BadRequest
             | ErrorClass::Authentication
             | ErrorClass::ContentPolicyViolation => 0,
@@ -275,16 +283,24 @@ mod tests {
     #[test]
     fn retries_follow_the_policies() {
         let mut s = RoutingSettings::default();
-        assert_eq!(retries_for(&s, "g", ErrorClass::InternalServer, 2), 2);
-        assert_eq!(retries_for(&s, "g", ErrorClass::BadRequest, 2), 0);
+        assert_eq!(
+            retries_for(&s, "g", ErrorClass::InternalServer, 2, false),
+            2
+        );
+        assert_eq!(retries_for(&s, "g", ErrorClass::BadRequest, 2, true), 0);
+        assert_eq!(
+            retries_for(&s, "g", ErrorClass::Authentication, 2, false),
+            0
+        );
+        assert_eq!(retries_for(&s, "g", ErrorClass::Authentication, 2, true), 2);
         s.retry_policy.counts.insert(ErrorClass::Authentication, 1);
         s.retry_policy.counts.insert(ErrorClass::RateLimit, 5);
         let mut per_group = tollgate_config::ClassPolicy::default();
         per_group.counts.insert(ErrorClass::RateLimit, 0);
         s.model_group_retry_policy.insert("g".into(), per_group);
-        assert_eq!(retries_for(&s, "g", ErrorClass::Authentication, 2), 1);
-        assert_eq!(retries_for(&s, "g", ErrorClass::RateLimit, 2), 0);
-        assert_eq!(retries_for(&s, "other", ErrorClass::RateLimit, 2), 5);
+        assert_eq!(retries_for(&s, "g", ErrorClass::Authentication, 2, true), 1);
+        assert_eq!(retries_for(&s, "g", ErrorClass::RateLimit, 2, true), 0);
+        assert_eq!(retries_for(&s, "other", ErrorClass::RateLimit, 2, true), 5);
     }
 
     #[test]

@@ -358,8 +358,14 @@ pub(crate) async fn run(state: AppState, rt: Arc<Runtime>, mut job: Job) -> Resp
                         f.kind,
                     );
                     tried.push(route.index);
-                    let allowed =
-                        policy::retries_for(settings, c.group, f.class, progress.max_retries);
+                    let others_left = c.idx.iter().any(|i| !tried.contains(i));
+                    let allowed = policy::retries_for(
+                        settings,
+                        c.group,
+                        f.class,
+                        progress.max_retries,
+                        others_left,
+                    );
                     if group_retries >= allowed {
                         break;
                     }

@@ -248,6 +248,34 @@ async fn retries_stop_at_num_retries_and_client_errors_are_not_retried() {
     gw.stop().await;
 }
 
+/// A deployment whose key the upstream refuses is retried on another deployment (its key may be good), as in
+/// LiteLLM; with no other deployment, a 401 is answered at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_credential_is_retried_on_another_deployment() {
+    let m = mock().await;
+    let b = m.base_url();
+    let gw = gateway()
+        .config(config(
+            &[
+                dep("g", "dep-badkey", &b, "x@status=401"),
+                dep("g", "dep-goodkey", &b, "y"),
+                dep("lone", "dep-lone", &b, "z@status=401"),
+            ],
+            "num_retries: 2",
+            &[],
+        ))
+        .start();
+    for _ in 0..10 {
+        let r = send(&gw, &chat("g")).await;
+        r.expect_status(200);
+        assert_eq!(r.header("x-litellm-model-id"), Some("dep-goodkey"));
+    }
+    let r = send(&gw, &chat("lone")).await;
+    r.expect_error(401);
+    assert_eq!(header_u64(&r, "x-litellm-attempted-retries"), 0);
+    gw.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_policy_sets_retries_per_error_class() {
     let m = mock().await;
