@@ -13,7 +13,7 @@ use tollgate_accounts::Principal;
 use tollgate_core::GatewayError;
 use tollgate_core::error::UpstreamFailure;
 use tollgate_providers::{Call, ChunkStream, Endpoint, Reply};
-use tollgate_router::policy::{self, Kind};
+use tollgate_router::policy::{self, Failure, Kind};
 use tollgate_router::{Entry, PickOptions, Unavailable};
 
 use crate::error::ApiError;
@@ -69,10 +69,14 @@ impl Progress {
         self.last = Some(err);
     }
 
-    fn headers(&self, h: &mut HeaderMap) {
+    /// `x-ratelimit-*` of the admission and the `x-litellm-attempted-*` / `x-litellm-max-retries` headers.
+    fn response_headers(&self, remaining: &tollgate_accounts::Remaining) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        rate_limit_headers(&mut h, remaining);
         h.insert(X_ATTEMPTED_RETRIES, HeaderValue::from(self.retries));
         h.insert(X_ATTEMPTED_FALLBACKS, HeaderValue::from(self.fallbacks));
         h.insert(X_MAX_RETRIES, HeaderValue::from(self.max_retries));
+        h
     }
 
     /// The answer when nothing worked: the last error, with every attempt's cause when there were several.
@@ -217,33 +221,7 @@ pub(crate) async fn run(state: AppState, rt: Arc<Runtime>, mut job: Job) -> Resp
                     Err(e) => return ApiError(e).into_response(),
                 };
                 remaining = admission.remaining;
-                pending.0 = Some((
-                    RequestRecord {
-                        request_id: job.ctx.id.clone(),
-                        route: job.endpoint.path(),
-                        // Filled in for each attempt below.
-                        model_group: String::new(),
-                        requested_model: job.requested_model.clone(),
-                        deployment_id: String::new(),
-                        provider: upstream.provider.name(),
-                        upstream_model: String::new(),
-                        stream: job.stream,
-                        status: 200,
-                        usage: None,
-                        start: job.ctx.start,
-                        start_ms: job.ctx.start_ms,
-                        upstream_latency: Duration::ZERO,
-                        total_latency: Duration::ZERO,
-                        client_disconnected: false,
-                        error: None,
-                        price: None,
-                        typical_cost: upstream.typical_cost.clone(),
-                        admission: Some(admission),
-                        deployment_state: None,
-                        metadata: job.metadata.take(),
-                    },
-                    state.clone(),
-                ));
+                pending.0 = Some((new_record(&mut job, upstream, admission), state.clone()));
             }
             // The deployment's own rpm/tpm, counted now (a concurrent request may have filled it since the
             // pick): a full deployment is passed over like a failed one, without counting as a failure.
@@ -263,15 +241,7 @@ pub(crate) async fn run(state: AppState, rt: Arc<Runtime>, mut job: Job) -> Resp
                 }
                 continue;
             }
-            let timeout = job
-                .routing
-                .timeout
-                .or(if job.stream {
-                    d.stream_timeout.or(settings.stream_timeout).or(d.timeout)
-                } else {
-                    d.timeout
-                })
-                .unwrap_or(rt.default_timeout);
+            let timeout = attempt_timeout(&job, d, &rt);
             let call = Call {
                 endpoint: job.endpoint,
                 body: job.body.clone(),
@@ -310,9 +280,7 @@ pub(crate) async fn run(state: AppState, rt: Arc<Runtime>, mut job: Job) -> Resp
                         0,
                         tollgate_store::now_ms(),
                     );
-                    let mut headers = HeaderMap::new();
-                    rate_limit_headers(&mut headers, &remaining);
-                    progress.headers(&mut headers);
+                    let mut headers = progress.response_headers(&remaining);
                     if let Some(v) = &upstream.model_id {
                         headers.insert(X_MODEL_ID, v.clone());
                     }
@@ -327,31 +295,12 @@ pub(crate) async fn run(state: AppState, rt: Arc<Runtime>, mut job: Job) -> Resp
                     return respond(&state, rec, reply, first, headers, &job.ctx);
                 }
                 Err(err) => {
-                    ds.finish();
-                    let now = tollgate_store::now_ms();
                     if let Some((rec, _)) = pending.0.as_mut() {
                         rec.deployment_state = None;
                         rec.status = err.status().as_u16();
                         rec.error = Some(err.to_string());
                     }
-                    let f = policy::classify(&err);
-                    if f.kind == Kind::Timeout {
-                        ds.record_slow(timeout.as_secs_f64() * 1000.0, now);
-                    }
-                    if let Some(until) = policy::after_failure(settings, &ds, &f, c.idx.len(), now)
-                    {
-                        tracing::warn!(
-                            deployment = %d.id,
-                            model_group = %c.group,
-                            cooldown_s = (until - now) as f64 / 1000.0,
-                            error = %err,
-                            "deployment cooling down"
-                        );
-                        if let Some(sync) = &state.shared().router_sync {
-                            sync.publish_cooldown(&d.id, until);
-                        }
-                    }
-                    tracing::debug!(deployment = %d.id, error = %err, "attempt failed");
+                    let f = note_failure(&state, settings, c, &route, &err, timeout);
                     progress.fail(
                         format!("model={name} deployment={}: {err}", d.id),
                         err,
@@ -394,9 +343,7 @@ pub(crate) async fn run(state: AppState, rt: Arc<Runtime>, mut job: Job) -> Resp
         };
         groups.extend(more);
     }
-    let mut headers = HeaderMap::new();
-    rate_limit_headers(&mut headers, &remaining);
-    progress.headers(&mut headers);
+    let headers = progress.response_headers(&remaining);
     let err = progress.into_error();
     let recorded = match pending.0.take() {
         Some((mut rec, _)) => {
@@ -415,6 +362,86 @@ pub(crate) async fn run(state: AppState, rt: Arc<Runtime>, mut job: Job) -> Resp
         resp.extensions_mut().insert(Recorded);
     }
     resp
+}
+
+/// The spend record of a request, made at its admission; the deployment fields are set per attempt.
+fn new_record(
+    job: &mut Job,
+    upstream: &Upstream,
+    admission: tollgate_accounts::Admission,
+) -> RequestRecord {
+    RequestRecord {
+        request_id: job.ctx.id.clone(),
+        route: job.endpoint.path(),
+        model_group: String::new(),
+        requested_model: job.requested_model.clone(),
+        deployment_id: String::new(),
+        provider: upstream.provider.name(),
+        upstream_model: String::new(),
+        stream: job.stream,
+        status: 200,
+        usage: None,
+        start: job.ctx.start,
+        start_ms: job.ctx.start_ms,
+        upstream_latency: Duration::ZERO,
+        total_latency: Duration::ZERO,
+        client_disconnected: false,
+        error: None,
+        price: None,
+        typical_cost: upstream.typical_cost.clone(),
+        admission: Some(admission),
+        deployment_state: None,
+        metadata: job.metadata.take(),
+    }
+}
+
+/// One attempt's time limit: the request's `timeout`, else (streams) the deployment's or the router's
+/// `stream_timeout`, else the deployment's `timeout`, else the default.
+fn attempt_timeout(job: &Job, d: &tollgate_config::Deployment, rt: &Runtime) -> Duration {
+    job.routing
+        .timeout
+        .or(if job.stream {
+            d.stream_timeout
+                .or(rt.config.routing.stream_timeout)
+                .or(d.timeout)
+        } else {
+            d.timeout
+        })
+        .unwrap_or(rt.default_timeout)
+}
+
+/// A failed attempt's effect on its deployment: out of flight, a timeout teaches the latency average, and
+/// the failure may start a cooldown (logged, and told to the other instances).
+fn note_failure(
+    state: &AppState,
+    settings: &tollgate_config::RoutingSettings,
+    c: tollgate_router::Candidates<'_>,
+    route: &tollgate_router::Route<'_, Upstream>,
+    err: &GatewayError,
+    timeout: Duration,
+) -> Failure {
+    let ds = &route.entry.state;
+    let id = &route.entry.deployment.id;
+    ds.finish();
+    let now = tollgate_store::now_ms();
+    let f = policy::classify(err);
+    if f.kind == Kind::Timeout {
+        ds.record_slow(timeout.as_secs_f64() * 1000.0, now);
+    }
+    if let Some(until) = policy::after_failure(settings, ds, &f, c.idx.len(), now) {
+        tracing::warn!(
+            deployment = %id,
+            model_group = %c.group,
+            cooldown_s = (until - now) as f64 / 1000.0,
+            error = %err,
+            "deployment cooling down"
+        );
+        if let Some(sync) = &state.shared().router_sync {
+            sync.publish_cooldown(id, until);
+        }
+    }
+    tracing::debug!(deployment = %id, error = %err, "attempt failed");
+    f
 }
 
 fn capacity_error(group: &str, now: i64) -> GatewayError {
