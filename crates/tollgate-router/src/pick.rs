@@ -110,7 +110,7 @@ impl<T> Router<T> {
             [only] => eligible(*only).then_some(*only),
             _ => match o.strategy {
                 Strategy::SimpleShuffle => self.shuffle(c, eligible),
-                Strategy::LeastBusy => self.best(c, eligible, |e| e.state.in_flight() as f64, None),
+                Strategy::LeastBusy => self.best(c, eligible, |e| e.state.busy() as f64, None),
                 Strategy::LatencyBased {
                     ttl,
                     lowest_latency_buffer,

@@ -18,6 +18,8 @@ pub enum Health {
 #[derive(Debug, Default)]
 pub struct DeploymentState {
     in_flight: AtomicU64,
+    /// Requests in flight on other instances (from the shared store; 0 without one).
+    remote_in_flight: AtomicU64,
     /// Unix ms until which the deployment is skipped; 0 = not cooling down.
     cooldown_until: AtomicI64,
     health: AtomicU8,
@@ -93,8 +95,19 @@ impl DeploymentState {
         f(&mut g)
     }
 
+    /// Requests in flight here.
     pub fn in_flight(&self) -> u64 {
         self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Requests in flight on every instance, as far as known (what `least-busy` compares).
+    pub fn busy(&self) -> u64 {
+        self.in_flight() + self.remote_in_flight.load(Ordering::Relaxed)
+    }
+
+    /// The other instances' in-flight count, as last shared.
+    pub fn set_remote_in_flight(&self, n: u64) {
+        self.remote_in_flight.store(n, Ordering::Relaxed);
     }
 
     /// A request was sent: counts it in flight and in this minute's requests. Undo with [`Self::finish`].

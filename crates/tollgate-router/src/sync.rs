@@ -16,14 +16,17 @@ use crate::state::StateRegistry;
 
 /// How often state is exchanged.
 pub const TICK: Duration = Duration::from_millis(200);
-/// How often expired cooldowns are removed from the shared set.
+/// How often expired cooldowns and stale in-flight entries are removed from the shared keys.
 const CLEANUP_EVERY: u32 = 50;
+/// An instance's in-flight entry older than this is ignored (the instance stopped or lost Redis).
+const BUSY_FRESH_MS: i64 = 2_000;
 
 /// What one exchange reads back: active cooldowns (id, until ms), this minute's usage counters
 /// (`id|r`/`id|t` -> count) and latency averages (id -> `ms:at`).
 type Pulled = (
     Vec<(String, f64)>,
     HashMap<String, u64>,
+    HashMap<String, String>,
     HashMap<String, String>,
 );
 
@@ -35,6 +38,8 @@ pub struct RouterSync {
     /// Cooldowns started here and not pushed yet: (deployment id, until ms).
     queued: Mutex<Vec<(String, i64)>>,
     down: AtomicBool,
+    /// This instance's name in the shared in-flight hash.
+    instance: String,
 }
 
 impl std::fmt::Debug for RouterSync {
@@ -43,6 +48,11 @@ impl std::fmt::Debug for RouterSync {
             .field("prefix", &self.prefix)
             .finish()
     }
+}
+
+/// A random instance name: 128 random bits in hex.
+fn instance_name() -> String {
+    format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
 }
 
 fn now_ms() -> i64 {
@@ -61,6 +71,7 @@ impl RouterSync {
             states,
             queued: Mutex::new(Vec::new()),
             down: AtomicBool::new(false),
+            instance: instance_name(),
         }
     }
 
@@ -112,11 +123,12 @@ impl RouterSync {
         }
     }
 
-    fn keys(&self, minute: i64) -> (String, String, String) {
+    fn keys(&self, minute: i64) -> (String, String, String, String) {
         (
             format!("{}router:cooldowns", self.prefix),
             format!("{}router:usage:{minute}", self.prefix),
             format!("{}router:latency", self.prefix),
+            format!("{}router:busy", self.prefix),
         )
     }
 
@@ -128,7 +140,7 @@ impl RouterSync {
     ) -> redis::RedisResult<()> {
         let now = now_ms();
         let minute = now.div_euclid(60_000);
-        let (cooldowns, usage, latency) = self.keys(minute);
+        let (cooldowns, usage, latency, busy) = self.keys(minute);
         let states = self.states.all();
         let queued = std::mem::take(&mut *self.queued.lock().unwrap_or_else(|p| p.into_inner()));
         let mut pipe = redis::pipe();
@@ -160,6 +172,12 @@ impl RouterSync {
                         .ignore();
                 }
             }
+            // In flight here: `id|instance` -> `count:ms` (0 is written too, so a drop to idle is seen).
+            pipe.cmd("HSET")
+                .arg(&busy)
+                .arg(format!("{id}|{}", self.instance))
+                .arg(format!("{}:{now}", st.in_flight()))
+                .ignore();
             if let Some((ms, at)) = st.latency_sample()
                 && pushed_latency.get(id).is_none_or(|&p| p < at)
             {
@@ -174,6 +192,7 @@ impl RouterSync {
         if pushed_usage {
             pipe.cmd("EXPIRE").arg(&usage).arg(120).ignore();
         }
+        pipe.cmd("EXPIRE").arg(&busy).arg(3600).ignore();
         if cleanup {
             pipe.cmd("ZREMRANGEBYSCORE")
                 .arg(&cooldowns)
@@ -189,11 +208,16 @@ impl RouterSync {
             .arg("WITHSCORES");
         pipe.cmd("HGETALL").arg(&usage);
         pipe.cmd("HGETALL").arg(&latency);
+        pipe.cmd("HGETALL").arg(&busy);
         let mut conn = self.conn.clone();
         let pulled: redis::RedisResult<Pulled> = pipe.query_async(&mut conn).await;
-        let (cooling, counts, latencies) = match pulled {
+        let (cooling, counts, latencies, busy_all) = match pulled {
             Ok(p) => p,
             Err(e) => {
+                // Without fresh news, other instances' in-flight counts are forgotten rather than kept stale.
+                for (_, st) in &states {
+                    st.set_remote_in_flight(0);
+                }
                 // Put the cooldowns back so they are shared once Redis answers.
                 self.queued
                     .lock()
@@ -221,6 +245,36 @@ impl RouterSync {
         for (id, st) in &states {
             let (r, t) = totals.get(id.as_str()).copied().unwrap_or_default();
             st.set_shared_totals(minute, r, t, now);
+        }
+        // Other instances' in-flight counts, fresh ones only; stale fields are removed now and then.
+        let mut remote: HashMap<&str, u64> = HashMap::new();
+        let mut stale: Vec<&str> = Vec::new();
+        for (field, v) in &busy_all {
+            let Some((id, instance)) = field.rsplit_once('|') else {
+                continue;
+            };
+            let Some((n, at)) = v.split_once(':') else {
+                continue;
+            };
+            let (Ok(n), Ok(at)) = (n.parse::<u64>(), at.parse::<i64>()) else {
+                continue;
+            };
+            if now - at > BUSY_FRESH_MS {
+                stale.push(field);
+            } else if instance != self.instance {
+                *remote.entry(id).or_default() += n;
+            }
+        }
+        for (id, st) in &states {
+            st.set_remote_in_flight(remote.get(id.as_str()).copied().unwrap_or(0));
+        }
+        if cleanup && !stale.is_empty() {
+            let mut del = redis::cmd("HDEL");
+            del.arg(&busy);
+            for f in &stale {
+                del.arg(*f);
+            }
+            let _: redis::RedisResult<()> = del.query_async(&mut conn).await;
         }
         for (id, v) in latencies {
             let Some((ms, at)) = v.split_once(':') else {

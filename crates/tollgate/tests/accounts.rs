@@ -1611,6 +1611,60 @@ async fn cooldowns_and_deployment_usage_are_shared_by_two_instances() {
     b.stop().await;
 }
 
+/// `least-busy` counts the requests other instances have in flight (shared through Redis).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn least_busy_sees_the_other_instances_requests_in_flight() {
+    if !redis_available() {
+        return;
+    }
+    let prefix = RedisPrefix::new();
+    let (dba, dbb) = (Db::sqlite(), Db::sqlite());
+    let slow = mock().await;
+    let fast = mock().await;
+    slow.set_faults(&[("latency_ms", "4000")]).unwrap();
+    let cfg = |db: &Db| {
+        format!(
+            "model_list:\n  - model_name: g\n    litellm_params:\n      model: openai/m\n      api_base: {}\n      api_key: {UPSTREAM_KEY}\n    model_info:\n      id: dep-slow\n  - model_name: g\n    litellm_params:\n      model: openai/m\n      api_base: {}\n      api_key: {UPSTREAM_KEY}\n    model_info:\n      id: dep-fast\ngeneral_settings:\n  master_key: {KEY}\n{}router_settings:\n  routing_strategy: least-busy\n  redis_host: 127.0.0.1\n  redis_port: 6379\n  tollgate_redis_prefix: \"{}\"\n",
+            slow.base_url(),
+            fast.base_url(),
+            db.settings(),
+            prefix.0
+        )
+    };
+    let a = gateway().config(cfg(&dba)).start();
+    let b = gateway().config(cfg(&dbb)).start();
+    // Through instance a, send until one request is held by the slow deployment (least-busy then keeps
+    // a's other requests on the fast one).
+    let mut held = tokio::task::JoinSet::new();
+    let url = format!("{}/v1/chat/completions", a.http().base);
+    for _ in 0..40 {
+        let url = url.clone();
+        held.spawn(async move {
+            Req::new(Method::POST, url)
+                .bearer(KEY)
+                .json(&chat_body("g"))
+                .send()
+                .await
+        });
+        if eventually(Duration::from_millis(150), || slow.in_flight() >= 1).await {
+            break;
+        }
+    }
+    assert_eq!(slow.in_flight(), 1);
+    // Instance b learns of them within a few ticks and sends everything to the idle deployment.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    for _ in 0..12 {
+        let r = chat(&b, KEY, "g").await;
+        r.expect_status(200);
+        assert_eq!(r.header("x-litellm-model-id"), Some("dep-fast"));
+    }
+    while let Some(r) = held.join_next().await {
+        r.unwrap().expect_status(200);
+    }
+    a.stop().await;
+    b.stop().await;
+}
+
 /// Redis configured but down: requests go on with this instance's limits, and the outage is logged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_down_falls_back_to_local_limits() {
