@@ -262,8 +262,12 @@ impl DeploymentState {
         (until > now_ms).then_some(until)
     }
 
-    pub fn set_health(&self, health: Health, error: Option<String>, now_ms: i64) {
-        self.health.store(
+    /// Record a probe's result; returns the health before it (swapped atomically, so of two probes finishing
+    /// together only one sees the change).
+    pub fn set_health(&self, health: Health, error: Option<String>, now_ms: i64) -> Health {
+        *self.health_error.lock().unwrap_or_else(|p| p.into_inner()) = error;
+        self.health_checked_ms.store(now_ms, Ordering::Relaxed);
+        let before = self.health.swap(
             match health {
                 Health::Unknown => 0,
                 Health::Healthy => 1,
@@ -271,8 +275,11 @@ impl DeploymentState {
             },
             Ordering::Relaxed,
         );
-        *self.health_error.lock().unwrap_or_else(|p| p.into_inner()) = error;
-        self.health_checked_ms.store(now_ms, Ordering::Relaxed);
+        match before {
+            1 => Health::Healthy,
+            2 => Health::Unhealthy,
+            _ => Health::Unknown,
+        }
     }
 
     pub fn health(&self) -> Health {

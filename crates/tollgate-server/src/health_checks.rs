@@ -88,10 +88,9 @@ pub async fn probe(e: &Entry<Upstream>) -> Outcome {
 /// recovers (info).
 pub fn record(e: &Entry<Upstream>, outcome: &Outcome, now_ms: i64) {
     let d = &e.deployment;
-    let before = e.state.health();
     match outcome {
         Ok(()) => {
-            e.state.set_health(Health::Healthy, None, now_ms);
+            let before = e.state.set_health(Health::Healthy, None, now_ms);
             if before == Health::Unhealthy {
                 tracing::info!(
                     model_name = %d.model_name, model_id = %d.id, api_base = %e.target.provider.api_base(),
@@ -100,7 +99,8 @@ pub fn record(e: &Entry<Upstream>, outcome: &Outcome, now_ms: i64) {
             }
         }
         Err(error) => {
-            e.state
+            let before = e
+                .state
                 .set_health(Health::Unhealthy, Some(error.clone()), now_ms);
             if before != Health::Unhealthy {
                 tracing::warn!(
