@@ -18,6 +18,8 @@ struct OutcomeInner {
     usage: Option<Usage>,
     error: Option<String>,
     error_status: Option<u16>,
+    /// The failure itself, so a stream that fails before its first chunk can be retried on its real cause.
+    failure: Option<tollgate_core::GatewayError>,
     completed: bool,
     chunks: u64,
 }
@@ -38,7 +40,12 @@ impl StreamOutcome {
         self.with(|i| {
             i.error = Some(message);
             i.error_status = Some(status);
+            i.failure = Some(err.clone());
         });
+    }
+    /// The error the stream failed with, if it did.
+    pub fn failure(&self) -> Option<tollgate_core::GatewayError> {
+        self.with(|i| i.failure.clone())
     }
     pub fn error_status(&self) -> Option<u16> {
         self.with(|i| i.error_status)

@@ -510,15 +510,17 @@ async fn first_chunk(
     deployment: &str,
 ) -> Result<(Reply, Option<Bytes>), GatewayError> {
     let failed = |s: &ChunkStream| {
-        s.outcome.error().map(|message| {
-            GatewayError::UpstreamStatus(Box::new(UpstreamFailure {
-                status: s.outcome.error_status().unwrap_or(502),
-                message,
-                error_type: None,
-                param: None,
-                code: None,
-                retry_after: None,
-            }))
+        s.outcome.failure().or_else(|| {
+            s.outcome.error().map(|message| {
+                GatewayError::UpstreamStatus(Box::new(UpstreamFailure {
+                    status: s.outcome.error_status().unwrap_or(502),
+                    message,
+                    error_type: None,
+                    param: None,
+                    code: None,
+                    retry_after: None,
+                }))
+            })
         })
     };
     match tokio::time::timeout(limit, s.body.next()).await {
