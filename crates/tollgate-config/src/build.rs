@@ -143,17 +143,8 @@ fn classify_section(
     diag: &mut Diag,
     soft: &mut Vec<String>,
 ) {
-    let entries = match &node.value {
-        Value::Null | Value::Poison => return,
-        Value::Map(entries) => entries,
-        _ => {
-            diag.error(
-                Some(&node.loc),
-                path,
-                format!("expected a mapping of settings, found {}", found(node)),
-            );
-            return;
-        }
+    let Some(entries) = convert::mapping(node, path, diag, "a mapping of settings") else {
+        return;
     };
     for entry in entries {
         let key_path = path.key(&entry.key);
@@ -289,20 +280,9 @@ impl FileSettings {
 
     /// `model_group_alias`: `alias: group` or `alias: {model: group, hidden: true}`.
     fn read_aliases(&mut self, node: &Node, path: &KeyPath, diag: &mut Diag) {
-        let entries = match &node.value {
-            Value::Null | Value::Poison => return,
-            Value::Map(entries) => entries,
-            _ => {
-                diag.error(
-                    Some(&node.loc),
-                    path,
-                    format!(
-                        "expected a mapping of alias: model group, found {}",
-                        found(node)
-                    ),
-                );
-                return;
-            }
+        let Some(entries) = convert::mapping(node, path, diag, "a mapping of alias: model group")
+        else {
+            return;
         };
         for e in entries {
             let alias_path = path.key(&e.key);
@@ -398,20 +378,13 @@ fn deployments(root: &Node, diag: &mut Diag) -> Vec<Located> {
     let Some(entry) = root.get("model_list") else {
         return Vec::new();
     };
-    let items = match &entry.value.value {
-        Value::Null | Value::Poison => return Vec::new(),
-        Value::Seq(items) => items,
-        _ => {
-            diag.error(
-                Some(&entry.value.loc),
-                &path,
-                format!(
-                    "expected a list of deployments (`- model_name: ...`), found {}",
-                    found(&entry.value)
-                ),
-            );
-            return Vec::new();
-        }
+    let Some(items) = convert::sequence(
+        &entry.value,
+        &path,
+        diag,
+        "a list of deployments (`- model_name: ...`)",
+    ) else {
+        return Vec::new();
     };
     items
         .iter()
@@ -710,17 +683,8 @@ fn check_url(url: &str) -> Result<(), &'static str> {
 
 fn model_info(node: &Node, path: &KeyPath, diag: &mut Diag) -> ModelInfo {
     let mut info = ModelInfo::default();
-    let entries = match &node.value {
-        Value::Null | Value::Poison => return info,
-        Value::Map(entries) => entries,
-        _ => {
-            diag.error(
-                Some(&node.loc),
-                path,
-                format!("expected a mapping, found {}", found(node)),
-            );
-            return info;
-        }
+    let Some(entries) = convert::mapping(node, path, diag, "a mapping") else {
+        return info;
     };
     for e in entries {
         let p = path.key(&e.key);

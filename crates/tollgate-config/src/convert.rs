@@ -7,7 +7,50 @@ use std::time::Duration;
 use rust_decimal::Decimal;
 
 use crate::error::{ConfigError, KeyPath};
-use crate::yaml::{Loc, Node, Value, parse_number};
+use crate::yaml::{Entry, Loc, Node, Value, parse_number};
+
+/// The entries of a mapping node. `None` for null (nothing to read), for a value already reported as bad,
+/// and for any other type, which is reported as "expected {expected}, found ...".
+pub(crate) fn mapping<'a>(
+    node: &'a Node,
+    path: &KeyPath,
+    diag: &mut Diag,
+    expected: &str,
+) -> Option<&'a [Entry]> {
+    match &node.value {
+        Value::Null | Value::Poison => None,
+        Value::Map(entries) => Some(entries),
+        _ => {
+            diag.error(
+                Some(&node.loc),
+                path,
+                format!("expected {expected}, found {}", found(node)),
+            );
+            None
+        }
+    }
+}
+
+/// The items of a list node, as [`mapping`] does for mappings.
+pub(crate) fn sequence<'a>(
+    node: &'a Node,
+    path: &KeyPath,
+    diag: &mut Diag,
+    expected: &str,
+) -> Option<&'a [Node]> {
+    match &node.value {
+        Value::Null | Value::Poison => None,
+        Value::Seq(items) => Some(items),
+        _ => {
+            diag.error(
+                Some(&node.loc),
+                path,
+                format!("expected {expected}, found {}", found(node)),
+            );
+            None
+        }
+    }
+}
 
 /// Problems found while building the configuration; errors fail the load, warnings do not.
 #[derive(Default)]

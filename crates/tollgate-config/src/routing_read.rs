@@ -282,17 +282,8 @@ fn read_strategy(
     let Some((node, path)) = args else {
         return strategy;
     };
-    let entries = match &node.value {
-        Value::Null | Value::Poison => return strategy,
-        Value::Map(entries) => entries,
-        _ => {
-            diag.error(
-                Some(&node.loc),
-                &path,
-                format!("expected a mapping of arguments, found {}", found(node)),
-            );
-            return strategy;
-        }
+    let Some(entries) = convert::mapping(node, &path, diag, "a mapping of arguments") else {
+        return strategy;
     };
     for e in entries {
         let p = path.key(&e.key);
@@ -344,20 +335,13 @@ fn read_strategy(
 /// `retry_policy` / `allowed_fails_policy`: `<Class>Error<suffix>: n`.
 fn policy(node: &Node, path: &KeyPath, suffix: &str, diag: &mut Diag) -> ClassPolicy {
     let mut policy = ClassPolicy::default();
-    let entries = match &node.value {
-        Value::Null | Value::Poison => return policy,
-        Value::Map(entries) => entries,
-        _ => {
-            diag.error(
-                Some(&node.loc),
-                path,
-                format!(
-                    "expected a mapping of error class to count (`RateLimitError{suffix}: 3`), found {}",
-                    found(node)
-                ),
-            );
-            return policy;
-        }
+    let Some(entries) = convert::mapping(
+        node,
+        path,
+        diag,
+        &format!("a mapping of error class to count (`RateLimitError{suffix}: 3`)"),
+    ) else {
+        return policy;
     };
     let names: Vec<String> = CLASSES
         .iter()
@@ -457,21 +441,12 @@ fn group_list(node: &Node, path: &KeyPath, diag: &mut Diag) -> Option<Named<Stri
 /// name may stand for its one-item list. Order is kept.
 fn fallbacks(node: &Node, path: &KeyPath, diag: &mut Diag) -> Option<Named<(String, Vec<String>)>> {
     const SHAPE: &str = "`- model-group: [fallback-group, ...]`";
-    let items = match &node.value {
-        Value::Null | Value::Poison => return None,
-        Value::Seq(items) => items,
-        _ => {
-            diag.error(
-                Some(&node.loc),
-                path,
-                format!(
-                    "expected a list of single-key mappings ({SHAPE}), found {}",
-                    found(node)
-                ),
-            );
-            return None;
-        }
-    };
+    let items = convert::sequence(
+        node,
+        path,
+        diag,
+        &format!("a list of single-key mappings ({SHAPE})"),
+    )?;
     let mut named = Named {
         value: Vec::new(),
         groups: Vec::new(),
