@@ -165,15 +165,6 @@ impl Counters {
         })
     }
 
-    /// Would a request pass the rpm/tpm/parallel limits now? (No side effect; the router's filter.)
-    pub fn has_capacity(&self, l: &Limits, now_ms: i64) -> bool {
-        let mut s = lock(&self.0);
-        s.roll(now_ms);
-        l.rpm_limit.is_none_or(|lim| s.requests < lim)
-            && l.tpm_limit.is_none_or(|lim| s.tokens < lim)
-            && l.max_parallel_requests.is_none_or(|lim| s.in_flight < lim)
-    }
-
     /// Undo an acquisition (a later entity refused, or the request ended before it was settled).
     pub fn release(&self, model: &str, estimate: Nanos, had_model_budget: bool, now_ms: i64) {
         let mut s = lock(&self.0);

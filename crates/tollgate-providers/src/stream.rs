@@ -16,9 +16,8 @@ pub struct StreamOutcome {
 #[derive(Debug, Default, Clone)]
 struct OutcomeInner {
     usage: Option<Usage>,
-    error: Option<String>,
-    error_status: Option<u16>,
-    /// The failure itself, so a stream that fails before its first chunk can be retried on its real cause.
+    /// Why the stream failed, if it did (kept whole, so a stream that fails before its first chunk can be
+    /// retried on its real cause).
     failure: Option<tollgate_core::GatewayError>,
     completed: bool,
     chunks: u64,
@@ -36,19 +35,14 @@ impl StreamOutcome {
     }
     /// Record why the stream failed after it started, with the status a non-streamed answer would have had.
     pub fn set_failure(&self, err: &tollgate_core::GatewayError) {
-        let (message, status) = (err.to_string(), err.status().as_u16());
-        self.with(|i| {
-            i.error = Some(message);
-            i.error_status = Some(status);
-            i.failure = Some(err.clone());
-        });
+        self.with(|i| i.failure = Some(err.clone()));
     }
     /// The error the stream failed with, if it did.
     pub fn failure(&self) -> Option<tollgate_core::GatewayError> {
         self.with(|i| i.failure.clone())
     }
     pub fn error_status(&self) -> Option<u16> {
-        self.with(|i| i.error_status)
+        self.with(|i| i.failure.as_ref().map(|e| e.status().as_u16()))
     }
     pub fn set_completed(&self) {
         self.with(|i| i.completed = true);
@@ -60,7 +54,7 @@ impl StreamOutcome {
         self.with(|i| i.usage)
     }
     pub fn error(&self) -> Option<String> {
-        self.with(|i| i.error.clone())
+        self.with(|i| i.failure.as_ref().map(ToString::to_string))
     }
     /// True when the upstream stream ended normally.
     pub fn completed(&self) -> bool {

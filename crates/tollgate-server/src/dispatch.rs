@@ -11,7 +11,6 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{HeaderMap, StatusCode};
 use tollgate_accounts::Principal;
 use tollgate_core::GatewayError;
-use tollgate_core::error::UpstreamFailure;
 use tollgate_providers::{Call, ChunkStream, Endpoint, Reply};
 use tollgate_router::policy::{self, Failure, Kind};
 use tollgate_router::{Entry, PickOptions, Unavailable};
@@ -509,20 +508,6 @@ async fn first_chunk(
     timeout: Duration,
     deployment: &str,
 ) -> Result<(Reply, Option<Bytes>), GatewayError> {
-    let failed = |s: &ChunkStream| {
-        s.outcome.failure().or_else(|| {
-            s.outcome.error().map(|message| {
-                GatewayError::UpstreamStatus(Box::new(UpstreamFailure {
-                    status: s.outcome.error_status().unwrap_or(502),
-                    message,
-                    error_type: None,
-                    param: None,
-                    code: None,
-                    retry_after: None,
-                }))
-            })
-        })
-    };
     match tokio::time::timeout(limit, s.body.next()).await {
         Err(_) => Err(GatewayError::UpstreamTimeout {
             deployment: deployment.to_string(),
@@ -530,7 +515,7 @@ async fn first_chunk(
         }),
         Ok(first) => {
             if s.outcome.chunks() == 0
-                && let Some(e) = failed(&s)
+                && let Some(e) = s.outcome.failure()
             {
                 return Err(e);
             }
