@@ -110,13 +110,11 @@ impl DeploymentState {
         self.remote_in_flight.store(n, Ordering::Relaxed);
     }
 
-    /// A request was sent: counts it in flight and in this minute's requests. Undo with [`Self::finish`].
-    pub fn start(&self, now_ms: i64) {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        self.window(|w| {
-            w.roll(now_ms);
-            w.requests += 1;
-        });
+    /// A request without limits was sent (tests): [`Self::try_start`] with no limits.
+    #[cfg(test)]
+    pub(crate) fn start(&self, now_ms: i64) {
+        let started = self.try_start(&RateLimits::default(), now_ms);
+        debug_assert!(started);
     }
 
     /// Whether this minute's use (this instance's plus the others' last shared counts) is under `limits`.
@@ -128,7 +126,8 @@ impl DeploymentState {
             })
     }
 
-    /// [`Self::start`] if the deployment is under its limits (checked and counted at once); `false` if full.
+    /// A request was sent, if the deployment is under its limits (checked and counted at once): in flight
+    /// and in this minute's requests (undo the in-flight count with [`Self::finish`]); `false` if full.
     pub fn try_start(&self, limits: &RateLimits, now_ms: i64) -> bool {
         let ok = self.window(|w| {
             w.roll(now_ms);
