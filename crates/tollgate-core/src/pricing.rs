@@ -31,8 +31,7 @@ pub struct ModelPrice {
     pub output_cost_per_token: Decimal,
     /// Price of a prompt token served from the provider's cache; `None` bills cached tokens at the input price.
     pub cache_read_input_token_cost: Option<Decimal>,
-    /// Price of a prompt token written to the cache (Anthropic). Not used by [`ModelPrice::cost`]: [`Usage`]
-    /// does not count cache writes.
+    /// Price of a prompt token written to the cache (Anthropic); `None` bills cache writes at the input price.
     pub cache_creation_input_token_cost: Option<Decimal>,
     /// Price of a reasoning token; `None` bills reasoning tokens at the output price.
     pub output_cost_per_reasoning_token: Option<Decimal>,
@@ -71,18 +70,25 @@ impl ModelPrice {
     /// The cost of one request.
     ///
     /// `cached_tokens` are part of `prompt_tokens` and are billed at the cache-read price (the input price when
-    /// there is none); `reasoning_tokens` are part of `completion_tokens` and are billed at the reasoning price
+    /// there is none); `cache_creation_tokens` are part of `prompt_tokens` too, billed at the cache-write price; `reasoning_tokens` are part of `completion_tokens` and are billed at the reasoning price
     /// when there is one, otherwise at the output price. Computed exactly in decimal, rounded half-to-even to the
     /// nano-dollar once; saturates rather than overflows.
     pub fn cost(&self, usage: &Usage) -> Nanos {
         let cached = usage.cached_tokens.min(usage.prompt_tokens);
-        let uncached = usage.prompt_tokens - cached;
+        let written = usage
+            .cache_creation_tokens
+            .min(usage.prompt_tokens - cached);
+        let uncached = usage.prompt_tokens - cached - written;
         let cache_price = self
             .cache_read_input_token_cost
+            .unwrap_or(self.input_cost_per_token);
+        let write_price = self
+            .cache_creation_input_token_cost
             .unwrap_or(self.input_cost_per_token);
 
         let mut total = times(uncached, self.input_cost_per_token);
         total = plus(total, times(cached, cache_price));
+        total = plus(total, times(written, write_price));
         match self.output_cost_per_reasoning_token {
             Some(reasoning_price) => {
                 let reasoning = usage.reasoning_tokens.min(usage.completion_tokens);
@@ -458,6 +464,7 @@ mod tests {
             total_tokens: prompt.saturating_add(completion),
             cached_tokens: cached,
             reasoning_tokens: reasoning,
+            cache_creation_tokens: 0,
         }
     }
 

@@ -12,6 +12,10 @@ pub struct Usage {
     pub cached_tokens: u64,
     /// Reasoning tokens included in `completion_tokens` (`completion_tokens_details.reasoning_tokens`).
     pub reasoning_tokens: u64,
+    /// Prompt tokens written to the provider's prompt cache, included in `prompt_tokens` (Anthropic's
+    /// `cache_creation_input_tokens`, as LiteLLM reports it beside the OpenAI fields).
+    #[serde(default)]
+    pub cache_creation_tokens: u64,
 }
 
 #[derive(Deserialize)]
@@ -26,6 +30,8 @@ struct RawUsage {
     prompt_tokens_details: Option<PromptDetails>,
     #[serde(default, alias = "output_tokens_details")]
     completion_tokens_details: Option<CompletionDetails>,
+    #[serde(default)]
+    cache_creation_input_tokens: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -63,6 +69,7 @@ impl Usage {
                 .completion_tokens_details
                 .and_then(|d| d.reasoning_tokens)
                 .unwrap_or(0),
+            cache_creation_tokens: r.cache_creation_input_tokens.unwrap_or(0),
         })
     }
 }
@@ -85,7 +92,8 @@ mod tests {
                 completion_tokens: 5,
                 total_tokens: 15,
                 cached_tokens: 4,
-                reasoning_tokens: 2
+                reasoning_tokens: 2,
+                cache_creation_tokens: 0,
             }
         );
     }

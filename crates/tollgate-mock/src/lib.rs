@@ -114,8 +114,14 @@
 //! `rate_limit_exceeded`; 5xx `server_error`; other 4xx
 //! `invalid_request_error`.
 
+mod anthropic;
+mod azure;
+mod bedrock;
 mod body;
 mod chat;
+mod cohere;
+mod gemini;
+mod ollama;
 mod completions;
 mod embeddings;
 mod ids;
@@ -196,13 +202,25 @@ pub enum Endpoint {
     Responses,
     /// `GET /v1/models` and `GET /v1/models/{id}`
     Models,
+    /// Anthropic `POST /v1/messages` (and `/v1/messages/count_tokens`)
+    Messages,
+    /// Gemini `POST /v1beta/models/{model}:{generateContent,streamGenerateContent,embedContent,batchEmbedContents}`
+    Gemini,
+    /// Bedrock `POST /model/{id}/{converse,converse-stream,invoke}`
+    Bedrock,
+    /// Ollama `POST /api/{chat,generate,embed,embeddings}`, `GET /api/tags`
+    Ollama,
+    /// Azure OpenAI `POST /openai/deployments/{deployment}/...`
+    Azure,
+    /// Cohere `POST /v1/embed`, `/v2/embed`, `/v1/rerank`, `/v2/rerank` (and `/rerank` of OpenAI-style servers)
+    Cohere,
     /// Anything else (answered with a 404).
     Other,
 }
 
 impl Endpoint {
     /// Number of variants.
-    pub(crate) const COUNT: usize = 6;
+    pub(crate) const COUNT: usize = 12;
     /// Every variant, in `/mock/stats` order.
     pub const ALL: [Endpoint; Endpoint::COUNT] = [
         Endpoint::ChatCompletions,
@@ -210,6 +228,12 @@ impl Endpoint {
         Endpoint::Embeddings,
         Endpoint::Responses,
         Endpoint::Models,
+        Endpoint::Messages,
+        Endpoint::Gemini,
+        Endpoint::Bedrock,
+        Endpoint::Ollama,
+        Endpoint::Azure,
+        Endpoint::Cohere,
         Endpoint::Other,
     ];
 
@@ -221,6 +245,12 @@ impl Endpoint {
             Endpoint::Embeddings => "embeddings",
             Endpoint::Responses => "responses",
             Endpoint::Models => "models",
+            Endpoint::Messages => "messages",
+            Endpoint::Gemini => "gemini",
+            Endpoint::Bedrock => "bedrock",
+            Endpoint::Ollama => "ollama",
+            Endpoint::Azure => "azure",
+            Endpoint::Cohere => "cohere",
             Endpoint::Other => "other",
         }
     }
@@ -228,6 +258,24 @@ impl Endpoint {
     /// The endpoint of a request; `path` is without the `/v1` prefix.
     pub(crate) fn of(method: &http::Method, path: &str) -> Endpoint {
         use http::Method;
+        if path.starts_with("/messages") {
+            return Endpoint::Messages;
+        }
+        if path.starts_with("/v1beta/") || path.starts_with("/models/") && path.contains(':') {
+            return Endpoint::Gemini;
+        }
+        if path.starts_with("/model/") {
+            return Endpoint::Bedrock;
+        }
+        if path.starts_with("/api/") {
+            return Endpoint::Ollama;
+        }
+        if path.starts_with("/openai/deployments/") {
+            return Endpoint::Azure;
+        }
+        if matches!(path, "/embed" | "/rerank" | "/v2/embed" | "/v2/rerank") {
+            return Endpoint::Cohere;
+        }
         match (method, path) {
             (&Method::POST, "/chat/completions") => Endpoint::ChatCompletions,
             (&Method::POST, "/completions") => Endpoint::Completions,

@@ -56,30 +56,53 @@ pub(crate) async fn serve(
     }
     let resp = route(
         &shared,
-        &parts.method,
-        parts.uri.path(),
-        &parts.headers,
-        &body,
+        &Req {
+            method: &parts.method,
+            path: parts.uri.path(),
+            query: parts.uri.query(),
+            headers: &parts.headers,
+            body: &body,
+        },
     )
     .await;
     Ok(resp.map(|b| b.with_in_flight(guard)))
 }
 
-async fn route(
-    shared: &Shared,
-    method: &Method,
-    path: &str,
-    headers: &HeaderMap,
-    body: &Bytes,
-) -> Response<MockBody> {
+/// One request, as the provider modules see it.
+pub(crate) struct Req<'a> {
+    pub(crate) method: &'a Method,
+    /// The full path (with any `/v1` prefix).
+    pub(crate) path: &'a str,
+    pub(crate) query: Option<&'a str>,
+    pub(crate) headers: &'a HeaderMap,
+    pub(crate) body: &'a Bytes,
+}
+
+async fn route(shared: &Shared, req: &Req<'_>) -> Response<MockBody> {
+    let (method, path, headers, body) = (req.method, req.path, req.headers, req.body);
     let p = path
         .strip_prefix("/v1")
         .filter(|p| p.starts_with('/'))
         .unwrap_or(path);
-    shared.count_endpoint(Endpoint::of(method, p));
-    if let Some(key) = shared.api_key.as_deref()
-        && let Some(resp) = check_auth(key, headers)
+    let endpoint = Endpoint::of(method, p);
+    shared.count_endpoint(endpoint);
+    // Bedrock authenticates with SigV4, checked by its module.
+    if endpoint != Endpoint::Bedrock
+        && let Some(key) = shared.api_key.as_deref()
+        && let Some(resp) = check_auth(key, headers, req.query)
     {
+        return resp;
+    }
+    let native = match endpoint {
+        Endpoint::Messages => Some(crate::anthropic::route(shared, req).await),
+        Endpoint::Gemini => Some(crate::gemini::route(shared, req).await),
+        Endpoint::Bedrock => Some(crate::bedrock::route(shared, req).await),
+        Endpoint::Ollama => Some(crate::ollama::route(shared, req).await),
+        Endpoint::Azure => Some(crate::azure::route(shared, req).await),
+        Endpoint::Cohere => Some(crate::cohere::route(shared, req).await),
+        _ => None,
+    };
+    if let Some(resp) = native {
         return resp;
     }
     match (method, p) {
@@ -100,8 +123,9 @@ async fn route(
     }
 }
 
-/// `None` when the request carries the key, else the 401 to send.
-fn check_auth(key: &str, headers: &HeaderMap) -> Option<Response<MockBody>> {
+/// `None` when the request carries the key, else the 401 to send. The key may come as a Bearer token, in
+/// `api-key` (Azure), `x-api-key` (Anthropic), `x-goog-api-key` or a `key=` query parameter (Gemini).
+fn check_auth(key: &str, headers: &HeaderMap, query: Option<&str>) -> Option<Response<MockBody>> {
     let bearer = headers.get(AUTHORIZATION).map(|v| {
         let v = v.as_bytes();
         match v.get(..7) {
@@ -109,11 +133,22 @@ fn check_auth(key: &str, headers: &HeaderMap) -> Option<Response<MockBody>> {
             _ => v,
         }
     });
-    let api_key = headers.get("api-key").map(|v| v.as_bytes().trim_ascii());
-    if bearer == Some(key.as_bytes()) || api_key == Some(key.as_bytes()) {
+    let api_key = ["api-key", "x-api-key", "x-goog-api-key"]
+        .iter()
+        .find_map(|h| headers.get(*h))
+        .map(|v| v.as_bytes().trim_ascii());
+    let query_key = query.and_then(|q| {
+        q.split('&')
+            .find_map(|kv| kv.strip_prefix("key="))
+            .map(str::as_bytes)
+    });
+    if bearer == Some(key.as_bytes())
+        || api_key == Some(key.as_bytes())
+        || query_key == Some(key.as_bytes())
+    {
         return None;
     }
-    let message = if bearer.is_none() && api_key.is_none() {
+    let message = if bearer.is_none() && api_key.is_none() && query_key.is_none() {
         "You didn't provide an API key. You need to provide your API key in an Authorization \
          header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
     } else {

@@ -1,11 +1,21 @@
 //! Provider adapters: the `Provider` trait, the per-deployment registry, and one module per provider.
 //! This is the only crate that calls LLM upstreams.
 
+pub mod anthropic;
+pub mod azure;
+pub mod bedrock;
+pub mod chat;
 pub mod client;
+pub mod cohere;
+pub mod compat;
+pub mod gemini;
+pub mod messages;
 pub mod mock;
+pub mod ollama;
 pub mod openai;
 pub mod sse;
 pub mod stream;
+pub mod translate;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -22,28 +32,49 @@ pub use stream::{ChunkStream, StreamOutcome};
 /// A boxed future, so `Provider` stays object-safe.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
-/// The OpenAI-compatible endpoints a provider may serve.
+/// The endpoints a provider may serve: the OpenAI ones, Anthropic's Messages API (`/v1/messages` and its
+/// `count_tokens`) and Cohere-style rerank.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Endpoint {
     ChatCompletions,
     Completions,
     Embeddings,
     Responses,
+    /// Anthropic `POST /v1/messages`: the body and the answer are in the Messages API format.
+    Messages,
+    /// Anthropic `POST /v1/messages/count_tokens`: answers `{"input_tokens": N}`.
+    CountTokens,
+    /// Cohere-style `POST /v1/rerank`.
+    Rerank,
 }
 
 impl Endpoint {
-    /// The path below an OpenAI `api_base` (which ends in `/v1`).
+    /// The path below an OpenAI-style `api_base` (which ends in `/v1`).
     pub fn path(self) -> &'static str {
         match self {
             Endpoint::ChatCompletions => "/chat/completions",
             Endpoint::Completions => "/completions",
             Endpoint::Embeddings => "/embeddings",
             Endpoint::Responses => "/responses",
+            Endpoint::Messages => "/messages",
+            Endpoint::CountTokens => "/messages/count_tokens",
+            Endpoint::Rerank => "/rerank",
         }
     }
 
     pub fn supports_stream(self) -> bool {
-        !matches!(self, Endpoint::Embeddings)
+        matches!(
+            self,
+            Endpoint::ChatCompletions
+                | Endpoint::Completions
+                | Endpoint::Responses
+                | Endpoint::Messages
+        )
+    }
+
+    /// Whether errors on this endpoint are answered in Anthropic's format (`{"type":"error","error":{...}}`).
+    pub fn anthropic_format(self) -> bool {
+        matches!(self, Endpoint::Messages | Endpoint::CountTokens)
     }
 }
 
@@ -92,8 +123,39 @@ pub trait Provider: Send + Sync {
     fn name(&self) -> &'static str;
     /// The base URL requests go to, for the `x-litellm-model-api-base` header (never contains secrets).
     fn api_base(&self) -> &str;
+    /// Whether `call` takes this endpoint natively. [`call`] bridges `Messages` / `CountTokens` over
+    /// `ChatCompletions` for providers that do not.
+    fn supports(&self, endpoint: Endpoint) -> bool;
     /// Send one call. Rewriting happens before the returned future, so it owns everything it needs.
     fn call(&self, call: Call) -> BoxFuture<Result<Reply, GatewayError>>;
+}
+
+/// Send `call` to `provider`: natively when it takes the endpoint, through the chat bridge for the Anthropic
+/// Messages API, else a 400 naming the provider.
+pub fn call(provider: &Arc<dyn Provider>, call: Call) -> BoxFuture<Result<Reply, GatewayError>> {
+    if provider.supports(call.endpoint) {
+        return provider.call(call);
+    }
+    match call.endpoint {
+        Endpoint::Messages | Endpoint::CountTokens
+            if provider.supports(Endpoint::ChatCompletions) =>
+        {
+            messages::call_via_chat(provider.clone(), call)
+        }
+        e => {
+            let err = GatewayError::InvalidRequest {
+                message: format!(
+                    "provider `{}` does not support {} (model={})",
+                    provider.name(),
+                    e.path(),
+                    call.requested_model
+                ),
+                param: Some("model".into()),
+                code: Some("unsupported_endpoint".into()),
+            };
+            Box::pin(async move { Err(err) })
+        }
+    }
 }
 
 /// Why a deployment's adapter could not be built (reported at start-up with the deployment's name).
@@ -111,34 +173,58 @@ pub enum BuildError {
     Invalid { model_name: String, message: String },
 }
 
+/// What building an adapter needs besides the deployment.
+#[derive(Clone, Copy)]
+pub struct BuildContext<'a> {
+    pub env: &'a Env,
+    pub client: &'a HttpClient,
+    /// `litellm_settings.drop_params`.
+    pub drop_params: bool,
+}
+
 /// The providers this build speaks, by LiteLLM prefix.
-pub const SUPPORTED: &[&str] = &[
-    "openai",
-    "openai_compatible",
-    "hosted_vllm",
-    "custom_openai",
-    "mock",
-];
+pub fn supported() -> Vec<&'static str> {
+    let mut v = vec![
+        "openai",
+        "openai_compatible",
+        "custom_openai",
+        "azure",
+        "anthropic",
+        "gemini",
+        "bedrock",
+        "ollama",
+        "ollama_chat",
+        "cohere",
+        "mock",
+    ];
+    v.extend(compat::FAMILY.iter().map(|f| f.name));
+    v
+}
 
 /// Build the adapter for one deployment.
-pub fn build(
-    deployment: &Deployment,
-    env: &Env,
-    client: &HttpClient,
-) -> Result<Arc<dyn Provider>, BuildError> {
+pub fn build(deployment: &Deployment, ctx: &BuildContext<'_>) -> Result<Arc<dyn Provider>, BuildError> {
     // `mock_response` on any deployment answers locally, as LiteLLM's `mock_response` does.
     if deployment.mock_response.is_some() {
         return Ok(Arc::new(mock::MockProvider::new(deployment)));
     }
     match deployment.provider.as_str() {
         "mock" => Ok(Arc::new(mock::MockProvider::new(deployment))),
-        "openai" | "openai_compatible" | "hosted_vllm" | "custom_openai" => Ok(Arc::new(
-            openai::OpenAiProvider::new(deployment, env, client.clone())?,
-        )),
+        "openai" | "openai_compatible" | "custom_openai" => {
+            Ok(Arc::new(openai::OpenAiProvider::new(deployment, ctx)?))
+        }
+        name if compat::family(name).is_some() => {
+            Ok(Arc::new(openai::OpenAiProvider::new(deployment, ctx)?))
+        }
+        "azure" => Ok(Arc::new(azure::AzureProvider::new(deployment, ctx)?)),
+        "anthropic" => Ok(Arc::new(anthropic::AnthropicProvider::new(deployment, ctx)?)),
+        "gemini" => Ok(Arc::new(gemini::GeminiProvider::new(deployment, ctx)?)),
+        "bedrock" => Ok(Arc::new(bedrock::BedrockProvider::new(deployment, ctx)?)),
+        "ollama" | "ollama_chat" => Ok(Arc::new(ollama::OllamaProvider::new(deployment, ctx)?)),
+        "cohere" => Ok(Arc::new(cohere::CohereProvider::new(deployment, ctx)?)),
         other => Err(BuildError::Unsupported {
             model_name: deployment.model_name.clone(),
             provider: other.to_string(),
-            supported: SUPPORTED.join(", "),
+            supported: supported().join(", "),
         }),
     }
 }

@@ -40,6 +40,16 @@ impl Provider for MockProvider {
         "mock://local"
     }
 
+    fn supports(&self, endpoint: Endpoint) -> bool {
+        matches!(
+            endpoint,
+            Endpoint::ChatCompletions
+                | Endpoint::Completions
+                | Endpoint::Embeddings
+                | Endpoint::Responses
+        )
+    }
+
     fn call(&self, call: Call) -> BoxFuture<Result<Reply, GatewayError>> {
         let result = respond(self.reply.as_deref(), &call);
         Box::pin(async move { result })
@@ -157,6 +167,9 @@ fn respond(configured: Option<&str>, call: &Call) -> Result<Reply, GatewayError>
                 usage: Some(usage),
             })
         }
+        Endpoint::Messages | Endpoint::CountTokens | Endpoint::Rerank => Err(GatewayError::invalid(
+            format!("the mock provider does not serve {}", call.endpoint.path()),
+        )),
         Endpoint::ChatCompletions | Endpoint::Completions => {
             let chat = call.endpoint == Endpoint::ChatCompletions;
             if !call.stream {

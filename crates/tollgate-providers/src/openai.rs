@@ -10,14 +10,16 @@ use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_A
 use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use tollgate_config::{Deployment, Env};
+use tollgate_config::Deployment;
 use tollgate_core::url::public_url;
 use tollgate_core::wire::{Edit, JsonObject, json_string, splice};
 use tollgate_core::{GatewayError, UpstreamFailure, Usage};
 
 use crate::sse::{SseDecoder, SseEvent, encode};
 use crate::stream::{ChunkStream, StreamOutcome};
-use crate::{BoxFuture, BuildError, Call, Endpoint, HttpClient, Provider, Reply};
+use crate::compat;
+use crate::translate::ParamPolicy;
+use crate::{BoxFuture, BuildContext, BuildError, Call, Endpoint, HttpClient, Provider, Reply};
 
 /// Largest upstream response body we buffer (non-streaming responses and error bodies).
 const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
@@ -36,30 +38,41 @@ struct Inner {
     public_base: String,
     headers: HeaderMap,
     client: HttpClient,
+    /// The OpenAI-compatible family member's quirks (`None` for OpenAI itself and generic servers).
+    family: Option<&'static compat::Family>,
+    policy: ParamPolicy,
 }
 
 impl OpenAiProvider {
-    pub fn new(d: &Deployment, env: &Env, client: HttpClient) -> Result<Self, BuildError> {
+    pub fn new(d: &Deployment, ctx: &BuildContext<'_>) -> Result<Self, BuildError> {
+        let env = ctx.env;
         let invalid = |message: String| BuildError::Invalid {
             model_name: d.model_name.clone(),
             message,
         };
-        let name: &'static str = match d.provider.as_str() {
-            "openai" => "openai",
-            "hosted_vllm" => "hosted_vllm",
-            "custom_openai" => "custom_openai",
+        let family = compat::family(&d.provider);
+        let name: &'static str = match (d.provider.as_str(), family) {
+            ("openai", _) => "openai",
+            ("custom_openai", _) => "custom_openai",
+            (_, Some(f)) => f.name,
             _ => "openai_compatible",
         };
-        let base = match (&d.api_base, name) {
-            (Some(b), _) => b.clone(),
-            (None, "openai") => env
-                .get("OPENAI_API_BASE")
-                .or_else(|| env.get("OPENAI_BASE_URL"))
+        let from_env = |vars: &[&str]| vars.iter().find_map(|v| env.get(v).filter(|s| !s.is_empty()));
+        let base = match (&d.api_base, name, family) {
+            (Some(b), _, _) => b.clone(),
+            (None, "openai", _) => from_env(&["OPENAI_API_BASE", "OPENAI_BASE_URL"])
                 .unwrap_or_else(|| "https://api.openai.com/v1".to_string()),
-            (None, "hosted_vllm") => env.get("HOSTED_VLLM_API_BASE").ok_or_else(|| {
-                invalid("hosted_vllm needs `api_base` (or HOSTED_VLLM_API_BASE)".into())
-            })?,
-            (None, _) => {
+            (None, _, Some(f)) => match from_env(f.base_env).or(f.default_base.map(str::to_string)) {
+                Some(b) => b,
+                None => {
+                    return Err(invalid(format!(
+                        "provider `{}` needs `api_base` (or {})",
+                        f.name,
+                        f.base_env.join(" / ")
+                    )));
+                }
+            },
+            (None, _, None) => {
                 return Err(invalid(format!(
                     "provider `{}` needs `api_base`",
                     d.provider
@@ -72,11 +85,11 @@ impl OpenAiProvider {
                 "api_base `{base}` must start with http:// or https://"
             )));
         }
-        let key = match &d.api_key {
-            Some(k) => Some(k.expose().to_string()),
-            None if name == "openai" => env.get("OPENAI_API_KEY"),
-            None if name == "hosted_vllm" => env.get("HOSTED_VLLM_API_KEY"),
-            None => None,
+        let key = match (&d.api_key, family) {
+            (Some(k), _) => Some(k.expose().to_string()),
+            (None, _) if name == "openai" => env.get("OPENAI_API_KEY"),
+            (None, Some(f)) => from_env(f.key_env),
+            (None, None) => None,
         };
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -109,6 +122,14 @@ impl OpenAiProvider {
         let public_base = public_url(&base);
         let uris = EndpointUris::new(&base)
             .map_err(|e| invalid(format!("api_base `{public_base}` is not a valid URL: {e}")))?;
+        if name == "openrouter" {
+            // OpenRouter's optional app attribution headers (LiteLLM reads the same variables).
+            for (var, header) in [("OR_SITE_URL", "http-referer"), ("OR_APP_NAME", "x-title")] {
+                if let Some(v) = env.get(var).and_then(|v| HeaderValue::from_str(&v).ok()) {
+                    headers.entry(HeaderName::from_static(header)).or_insert(v);
+                }
+            }
+        }
         Ok(OpenAiProvider {
             inner: Arc::new(Inner {
                 name,
@@ -116,7 +137,9 @@ impl OpenAiProvider {
                 uris,
                 public_base,
                 headers,
-                client,
+                client: ctx.client.clone(),
+                family,
+                policy: ParamPolicy::for_deployment(d, ctx.drop_params),
             }),
         })
     }
@@ -131,6 +154,16 @@ impl Provider for OpenAiProvider {
         &self.inner.public_base
     }
 
+    fn supports(&self, endpoint: Endpoint) -> bool {
+        match endpoint {
+            Endpoint::ChatCompletions | Endpoint::Completions | Endpoint::Embeddings => true,
+            // The Responses API is OpenAI's own (and generic servers may have it).
+            Endpoint::Responses => self.inner.family.is_none(),
+            Endpoint::Rerank => self.inner.family.is_some_and(|f| f.rerank),
+            Endpoint::Messages | Endpoint::CountTokens => false,
+        }
+    }
+
     fn call(&self, call: Call) -> BoxFuture<Result<Reply, GatewayError>> {
         let inner = self.inner.clone();
         Box::pin(async move { inner.call(call).await })
@@ -138,7 +171,7 @@ impl Provider for OpenAiProvider {
 }
 
 /// `{api_base}{endpoint path}` for each endpoint, parsed once (a `Uri` clone is a reference-count bump).
-struct EndpointUris([http::Uri; 4]);
+struct EndpointUris([http::Uri; 5]);
 
 impl EndpointUris {
     fn new(base: &str) -> Result<Self, http::uri::InvalidUri> {
@@ -148,17 +181,21 @@ impl EndpointUris {
             uri(Endpoint::Completions)?,
             uri(Endpoint::Embeddings)?,
             uri(Endpoint::Responses)?,
+            uri(Endpoint::Rerank)?,
         ]))
     }
 
-    fn get(&self, e: Endpoint) -> http::Uri {
+    /// `None` for endpoints an OpenAI-style server does not have (see `supports`).
+    fn get(&self, e: Endpoint) -> Option<http::Uri> {
         let i = match e {
             Endpoint::ChatCompletions => 0,
             Endpoint::Completions => 1,
             Endpoint::Embeddings => 2,
             Endpoint::Responses => 3,
+            Endpoint::Rerank => 4,
+            Endpoint::Messages | Endpoint::CountTokens => return None,
         };
-        self.0[i].clone()
+        Some(self.0[i].clone())
     }
 }
 
@@ -215,6 +252,13 @@ pub fn rewrite_request(call: &Call) -> Result<Vec<u8>, GatewayError> {
         }
     }
     Ok(splice(obj.source().as_bytes(), &mut edits))
+}
+
+/// The body with only `model` set to the upstream's name.
+fn rewrite_model_only(call: &Call) -> Result<Vec<u8>, GatewayError> {
+    let obj =
+        JsonObject::parse(&call.body).map_err(|e| GatewayError::MalformedJson(e.to_string()))?;
+    Ok(tollgate_core::wire::replace_model(&obj, &call.upstream_model))
 }
 
 /// Map a hyper client error to the gateway's error.
@@ -292,11 +336,30 @@ pub fn upstream_error(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> G
 }
 
 impl Inner {
-    async fn call(self: Arc<Self>, call: Call) -> Result<Reply, GatewayError> {
-        let body = rewrite_request(&call)?;
+    async fn call(self: Arc<Self>, mut call: Call) -> Result<Reply, GatewayError> {
+        let uri = self.uris.get(call.endpoint).ok_or_else(|| {
+            GatewayError::invalid(format!("{} does not serve {}", self.name, call.endpoint.path()))
+        })?;
+        match self.family {
+            Some(f) => {
+                call.body = self.policy.apply_blocklist(&call.body, f.unsupported, f.renamed, f.name)?;
+                if let Some(prefix) = f.model_prefix
+                    && !call.upstream_model.starts_with(prefix)
+                    && !call.upstream_model.contains('/')
+                {
+                    call.upstream_model = format!("{prefix}{}", call.upstream_model);
+                }
+            }
+            None => call.body = self.policy.apply_blocklist(&call.body, &[], &[], self.name)?,
+        }
+        let body = if call.endpoint == Endpoint::Rerank {
+            rewrite_model_only(&call)?
+        } else {
+            rewrite_request(&call)?
+        };
         let mut req = Request::builder()
             .method(Method::POST)
-            .uri(self.uris.get(call.endpoint))
+            .uri(uri)
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| GatewayError::Internal(format!("building upstream request: {e}")))?;
         *req.headers_mut() = self.headers.clone();

@@ -263,7 +263,7 @@ pub(crate) async fn run(state: AppState, rt: Arc<Runtime>, mut job: Job) -> Resp
                 rec.error = None;
             }
             let upstream_start = Instant::now();
-            let result = match upstream.provider.call(call).await {
+            let result = match tollgate_providers::call(&upstream.provider, call).await {
                 Ok(Reply::Stream(s)) => {
                     // The time to the first chunk counts from the request, head included.
                     let left = timeout.saturating_sub(upstream_start.elapsed());

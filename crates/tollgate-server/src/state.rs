@@ -117,7 +117,14 @@ impl Runtime {
         let mut errors = Vec::new();
         let env = config.layered_env(env);
         for d in &config.deployments {
-            match tollgate_providers::build(d, &env, client) {
+            match tollgate_providers::build(
+                d,
+                &tollgate_providers::BuildContext {
+                    env: &env,
+                    client,
+                    drop_params: config.drop_params,
+                },
+            ) {
                 Ok(p) => {
                     let target = Upstream::new(p, d);
                     let cost_per_token = target.price.as_ref().map(|p| {

@@ -1,0 +1,391 @@
+//! What every translating provider shares: sending one upstream request within its deadline, turning a native
+//! byte stream into the client's SSE stream chunk by chunk, and the `drop_params` policy for OpenAI params a
+//! provider cannot take.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use tollgate_config::Deployment;
+use tollgate_core::GatewayError;
+use tollgate_core::wire::JsonObject;
+
+use crate::stream::{ChunkStream, StreamOutcome};
+use crate::{HttpClient, openai};
+
+/// Largest upstream body buffered (complete responses and error bodies).
+pub const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
+
+/// Turns an upstream error response into the gateway error (each provider knows its error shape).
+pub type ErrorParser = fn(StatusCode, &HeaderMap, &[u8]) -> GatewayError;
+
+/// What [`send`] got back.
+pub enum Sent {
+    /// A successful, complete body.
+    Body(Bytes),
+    /// A successful response whose body is read as a stream (`want_stream` was true).
+    Stream(Response<Incoming>),
+}
+
+/// Send `req` and wait for the answer within `timeout` (for streams: until the response head). A non-2xx
+/// answer is read whole and turned into an error by `parse_error`.
+pub async fn send(
+    client: &HttpClient,
+    req: Request<Full<Bytes>>,
+    deployment: &str,
+    timeout: Duration,
+    want_stream: bool,
+    parse_error: ErrorParser,
+) -> Result<Sent, GatewayError> {
+    let timed_out = || GatewayError::UpstreamTimeout {
+        deployment: deployment.to_string(),
+        after: timeout,
+    };
+    let deadline = tokio::time::Instant::now() + timeout;
+    let resp = tokio::time::timeout_at(deadline, client.request(req))
+        .await
+        .map_err(|_| timed_out())?
+        .map_err(|e| openai::transport_error(deployment, &e))?;
+    let status = resp.status();
+    if !status.is_success() {
+        let (parts, body) = resp.into_parts();
+        let bytes = tokio::time::timeout_at(deadline, collect(body, deployment))
+            .await
+            .map_err(|_| timed_out())??;
+        return Err(parse_error(status, &parts.headers, &bytes));
+    }
+    if want_stream {
+        return Ok(Sent::Stream(resp));
+    }
+    let bytes = tokio::time::timeout_at(deadline, collect(resp.into_body(), deployment))
+        .await
+        .map_err(|_| timed_out())??;
+    Ok(Sent::Body(bytes))
+}
+
+/// Read a whole body (at most [`MAX_UPSTREAM_BODY`]).
+pub async fn collect(body: Incoming, deployment: &str) -> Result<Bytes, GatewayError> {
+    Limited::new(body, MAX_UPSTREAM_BODY)
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .map_err(|e| GatewayError::UpstreamUnreachable {
+            deployment: deployment.to_string(),
+            cause: format!("reading the response body: {e}"),
+        })
+}
+
+/// An upstream answer that is not what the provider's API documents.
+pub fn invalid_response(deployment: &str, cause: impl Into<String>) -> GatewayError {
+    GatewayError::UpstreamInvalid {
+        deployment: deployment.to_string(),
+        cause: cause.into(),
+    }
+}
+
+/// A provider's native stream decoder: bytes from upstream in, the client's SSE bytes out.
+pub trait StreamTranslator: Send + 'static {
+    /// Take the next bytes from upstream (any split) and append what the client gets to `out`. Usage goes
+    /// to `outcome` as soon as it is known. An `Err` ends the stream with an error event.
+    fn feed(
+        &mut self,
+        bytes: &[u8],
+        out: &mut Vec<u8>,
+        outcome: &StreamOutcome,
+    ) -> Result<(), GatewayError>;
+
+    /// The upstream ended cleanly: write the tail (finish reason, usage chunk, `[DONE]`). An `Err` (e.g. the
+    /// stream ended without its final event) ends the stream with an error event instead.
+    fn finish(&mut self, out: &mut Vec<u8>, outcome: &StreamOutcome) -> Result<(), GatewayError>;
+
+    /// The event that tells the client the stream failed (OpenAI's error object by default).
+    fn error_event(&self, err: &GatewayError, out: &mut Vec<u8>) {
+        out.extend_from_slice(&openai::sse_error_event(err));
+    }
+}
+
+/// Forward `body` through `t`, one client chunk per upstream read that produced output. `idle` bounds every
+/// wait for upstream bytes (LiteLLM's per-read stream timeout).
+pub fn translated_stream<T: StreamTranslator>(
+    body: Incoming,
+    t: T,
+    idle: Duration,
+    deployment: String,
+) -> ChunkStream {
+    let outcome = Arc::new(StreamOutcome::default());
+    struct State<T> {
+        body: Incoming,
+        t: T,
+        outcome: Arc<StreamOutcome>,
+        deployment: String,
+        idle: Duration,
+        done: bool,
+    }
+    let state = State {
+        body,
+        t,
+        outcome: outcome.clone(),
+        deployment,
+        idle,
+        done: false,
+    };
+    let stream = futures_util::stream::unfold(state, |mut st| async move {
+        loop {
+            if st.done {
+                return None;
+            }
+            let mut out = Vec::new();
+            let fail = |st: &mut State<T>, err: GatewayError, out: &mut Vec<u8>| {
+                st.done = true;
+                st.outcome.set_failure(&err);
+                st.t.error_event(&err, out);
+            };
+            match tokio::time::timeout(st.idle, st.body.frame()).await {
+                Err(_) => {
+                    let err = GatewayError::UpstreamTimeout {
+                        deployment: st.deployment.clone(),
+                        after: st.idle,
+                    };
+                    fail(&mut st, err, &mut out);
+                }
+                Ok(Some(Ok(frame))) => {
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
+                    if let Err(err) = st.t.feed(&data, &mut out, &st.outcome) {
+                        fail(&mut st, err, &mut out);
+                    }
+                }
+                Ok(Some(Err(e))) => {
+                    let err = GatewayError::UpstreamUnreachable {
+                        deployment: st.deployment.clone(),
+                        cause: format!("stream interrupted: {e}"),
+                    };
+                    fail(&mut st, err, &mut out);
+                }
+                Ok(None) => {
+                    st.done = true;
+                    match st.t.finish(&mut out, &st.outcome) {
+                        Ok(()) => st.outcome.set_completed(),
+                        Err(err) => fail(&mut st, err, &mut out),
+                    }
+                }
+            }
+            if !out.is_empty() {
+                st.outcome.add_chunk();
+                return Some((Bytes::from(out), st));
+            }
+        }
+    });
+    ChunkStream {
+        body: stream.boxed(),
+        outcome,
+    }
+}
+
+/// How a deployment treats OpenAI params its provider does not take: `drop_params` (the deployment's
+/// `litellm_params.drop_params`, else `litellm_settings.drop_params`) drops them silently, otherwise they are
+/// a 400 naming the param and the provider. `additional_drop_params` are always removed.
+#[derive(Debug, Clone, Default)]
+pub struct ParamPolicy {
+    pub drop: bool,
+    pub additional: Vec<String>,
+}
+
+/// Body fields every provider accepts: the request itself, and what only the gateway reads.
+pub const GATEWAY_PARAMS: &[&str] = &[
+    "model",
+    "messages",
+    "stream",
+    "stream_options",
+    "user",
+    "metadata",
+    "mock_response",
+    "mock_testing_fallbacks",
+    "tags",
+    "litellm_metadata",
+    "extra_body",
+    "drop_params",
+    "additional_drop_params",
+];
+
+impl ParamPolicy {
+    pub fn for_deployment(d: &Deployment, global_drop: bool) -> ParamPolicy {
+        let drop = d
+            .extra_params
+            .get("drop_params")
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(global_drop);
+        let additional = d
+            .extra_params
+            .get("additional_drop_params")
+            .and_then(serde_json::Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        ParamPolicy { drop, additional }
+    }
+
+    /// Whether a request may say `drop_params: true` itself (LiteLLM lets it).
+    fn drop_for(&self, obj: &JsonObject<'_>) -> bool {
+        self.drop || obj.get("drop_params").is_some_and(|v| v.get() == "true")
+    }
+
+    /// Check a request body against what `provider` takes (`supported`, plus [`GATEWAY_PARAMS`]). Returns the
+    /// body to translate: unchanged when nothing is dropped, else without the dropped fields. A field whose
+    /// value is `null` counts as absent.
+    pub fn apply(
+        &self,
+        body: &Bytes,
+        supported: &[&str],
+        provider: &str,
+    ) -> Result<Bytes, GatewayError> {
+        let obj = JsonObject::parse(body).map_err(|e| GatewayError::MalformedJson(e.to_string()))?;
+        let drop = self.drop_for(&obj);
+        let mut remove: Vec<String> = Vec::new();
+        for key in obj.keys() {
+            let additional = self.additional.iter().any(|a| a == key);
+            let known = GATEWAY_PARAMS.contains(&key) || supported.contains(&key);
+            if additional || (!known && drop) {
+                remove.push(key.to_string());
+            } else if !known && obj.get(key).is_some_and(|v| v.get() != "null") {
+                return Err(GatewayError::InvalidRequest {
+                    message: format!(
+                        "{provider} does not support parameters: ['{key}']. To drop these, set `litellm_settings: drop_params: true` (or `drop_params: true` on the deployment or in the request)"
+                    ),
+                    param: Some(key.to_string()),
+                    code: Some("unsupported_parameter".into()),
+                });
+            }
+        }
+        if remove.is_empty() {
+            return Ok(body.clone());
+        }
+        let mut m: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(body).map_err(|e| GatewayError::MalformedJson(e.to_string()))?;
+        for k in &remove {
+            m.remove(k);
+        }
+        serde_json::to_vec(&m)
+            .map(Bytes::from)
+            .map_err(|e| GatewayError::Internal(e.to_string()))
+    }
+
+    /// For pass-through providers (OpenAI-compatible): `unsupported` params are refused (or dropped),
+    /// `renamed` ones get the provider's name, `additional_drop_params` are removed. The body is returned
+    /// unchanged (no copy) when none of them is present.
+    pub fn apply_blocklist(
+        &self,
+        body: &Bytes,
+        unsupported: &[&str],
+        renamed: &[(&str, &str)],
+        provider: &str,
+    ) -> Result<Bytes, GatewayError> {
+        if self.additional.is_empty() && unsupported.is_empty() && renamed.is_empty() {
+            return Ok(body.clone());
+        }
+        let obj = JsonObject::parse(body).map_err(|e| GatewayError::MalformedJson(e.to_string()))?;
+        let drop = self.drop_for(&obj);
+        let mut remove: Vec<&str> = Vec::new();
+        for key in obj.keys() {
+            let present = obj.get(key).is_some_and(|v| v.get() != "null");
+            if self.additional.iter().any(|a| a == key) {
+                remove.push(key);
+            } else if unsupported.contains(&key) && present {
+                if !drop {
+                    return Err(GatewayError::InvalidRequest {
+                        message: format!(
+                            "{provider} does not support parameters: ['{key}']. To drop these, set `litellm_settings: drop_params: true` (or `drop_params: true` on the deployment or in the request)"
+                        ),
+                        param: Some(key.to_string()),
+                        code: Some("unsupported_parameter".into()),
+                    });
+                }
+                remove.push(key);
+            }
+        }
+        let renames: Vec<&(&str, &str)> = renamed.iter().filter(|(from, _)| obj.contains(from)).collect();
+        if remove.is_empty() && renames.is_empty() {
+            return Ok(body.clone());
+        }
+        let mut m: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(body).map_err(|e| GatewayError::MalformedJson(e.to_string()))?;
+        for k in remove {
+            m.remove(k);
+        }
+        for (from, to) in renames {
+            if let Some(v) = m.remove(*from)
+                && !m.contains_key(*to)
+            {
+                m.insert((*to).to_string(), v);
+            }
+        }
+        serde_json::to_vec(&m)
+            .map(Bytes::from)
+            .map_err(|e| GatewayError::Internal(e.to_string()))
+    }
+}
+
+/// A string param of the deployment's `litellm_params` (e.g. `aws_region_name`).
+pub fn param_str<'a>(d: &'a Deployment, key: &str) -> Option<&'a str> {
+    d.extra_params
+        .get(key)
+        .and_then(serde_json::Value::as_str)
+        .filter(|s| !s.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsupported_params_are_a_400_unless_dropped() {
+        let body = Bytes::from_static(br#"{"model":"m","messages":[],"logit_bias":{"1":2},"temperature":1}"#);
+        let strict = ParamPolicy::default();
+        let e = strict
+            .apply(&body, &["temperature"], "anthropic")
+            .unwrap_err();
+        assert_eq!(e.param(), Some("logit_bias"));
+        assert!(e.to_string().contains("anthropic does not support parameters: ['logit_bias']"));
+        let dropping = ParamPolicy {
+            drop: true,
+            additional: vec!["temperature".into()],
+        };
+        let out = dropping.apply(&body, &["temperature"], "anthropic").unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert!(v.get("logit_bias").is_none() && v.get("temperature").is_none());
+        assert_eq!(v["model"], "m");
+        // `null` counts as absent; a request may ask for dropping itself.
+        let nulls = Bytes::from_static(br#"{"model":"m","logit_bias":null}"#);
+        assert!(strict.apply(&nulls, &[], "x").is_ok());
+        let asks = Bytes::from_static(br#"{"model":"m","drop_params":true,"logit_bias":{}}"#);
+        assert!(strict.apply(&asks, &[], "x").is_ok());
+    }
+
+    #[test]
+    fn blocklist_refuses_drops_renames_and_strips() {
+        let p = ParamPolicy {
+            drop: false,
+            additional: vec!["seed".into()],
+        };
+        let body = Bytes::from_static(br#"{"model":"m","seed":1}"#);
+        assert_eq!(&p.apply_blocklist(&body, &[], &[], "x").unwrap()[..], br#"{"model":"m"}"#);
+        let untouched = Bytes::from_static(br#"{"model":"m"}"#);
+        assert_eq!(p.apply_blocklist(&untouched, &["n"], &[], "x").unwrap(), untouched);
+        let body = Bytes::from_static(br#"{"model":"m","logit_bias":{},"max_completion_tokens":5}"#);
+        let e = p.apply_blocklist(&body, &["logit_bias"], &[], "groq").unwrap_err();
+        assert_eq!(e.param(), Some("logit_bias"));
+        let dropping = ParamPolicy { drop: true, additional: vec![] };
+        let out = dropping
+            .apply_blocklist(&body, &["logit_bias"], &[("max_completion_tokens", "max_tokens")], "groq")
+            .unwrap();
+        assert_eq!(&out[..], br#"{"max_tokens":5,"model":"m"}"#);
+    }
+}
