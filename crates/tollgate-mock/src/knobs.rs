@@ -14,6 +14,14 @@ const MAX_CHUNKS: usize = 10_000;
 /// Upper bound on `dims`.
 const MAX_DIMS: usize = 16_384;
 
+/// A finish reason forced with the `finish` knob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Finish {
+    ContentFilter,
+    Length,
+    Stop,
+}
+
 /// The knobs one request carries. Header knobs override model-suffix knobs.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Knobs {
@@ -35,6 +43,13 @@ pub(crate) struct Knobs {
     pub(crate) fail_rate: Option<f64>,
     /// The OpenAI error `code` of a failure answer.
     pub(crate) error_code: Option<String>,
+    /// Prompt tokens reported as served from the provider's cache (part of the prompt tokens).
+    pub(crate) cached_tokens: Option<u64>,
+    /// Completion tokens reported as reasoning (added to the completion tokens); providers that show
+    /// thinking also answer with a thinking block when the request enables it.
+    pub(crate) reasoning_tokens: Option<u64>,
+    /// Forces the finish reason: `content_filter` (each provider's safety stop), `length` or `stop`.
+    pub(crate) finish: Option<Finish>,
     /// Canonical `name=value` list of the header knobs (sorted), kept only
     /// when `fail_first` needs a counter key.
     header_canon: Vec<(String, String)>,
@@ -165,6 +180,16 @@ impl Knobs {
                     .ok()
                     .filter(|p| (0.0..=1.0).contains(p));
                 self.fail_rate = Some(p.ok_or_else(invalid)?);
+            }
+            "cached_tokens" => self.cached_tokens = Some(int()?),
+            "reasoning_tokens" => self.reasoning_tokens = Some(int()?),
+            "finish" => {
+                self.finish = Some(match value {
+                    "content_filter" | "safety" => Finish::ContentFilter,
+                    "length" => Finish::Length,
+                    "stop" => Finish::Stop,
+                    _ => return Err(invalid()),
+                })
             }
             "error_code" => {
                 self.error_code = match value {

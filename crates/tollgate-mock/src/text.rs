@@ -19,6 +19,56 @@ pub(crate) fn word_count(s: &str) -> u64 {
     s.split_whitespace().count() as u64
 }
 
+/// Why an answer ended, before each provider names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// The answer ended by itself.
+    Done,
+    /// It was cut before this stop sequence.
+    StopSequence(String),
+    /// It was cut at the `max_tokens` words.
+    MaxTokens,
+}
+
+/// The answer as a provider would give it under `stop` sequences and a `max_tokens` limit: cut before the
+/// first stop sequence found, then to at most `max_tokens` words (words are the mock's tokens).
+pub(crate) fn shape_answer(text: &str, stop: &[String], max_tokens: Option<u64>) -> (String, Ending) {
+    let mut out = text.to_string();
+    let mut ending = Ending::Done;
+    if let Some((at, seq)) = stop
+        .iter()
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| out.find(s.as_str()).map(|i| (i, s)))
+        .min_by_key(|(i, _)| *i)
+    {
+        out.truncate(at);
+        ending = Ending::StopSequence(seq.clone());
+    }
+    if let Some(max) = max_tokens
+        && word_count(&out) > max
+    {
+        let mut end = 0;
+        for (n, (i, w)) in out
+            .split_whitespace()
+            .map(|w| (w.as_ptr() as usize - out.as_ptr() as usize, w))
+            .enumerate()
+        {
+            if n as u64 == max {
+                break;
+            }
+            end = i + w.len();
+        }
+        out.truncate(end);
+        ending = Ending::MaxTokens;
+    }
+    (out, ending)
+}
+
+/// The JSON-mode answer: the text wrapped as `{"text": ...}`.
+pub(crate) fn json_answer(text: &str) -> String {
+    serde_json::json!({ "text": text }).to_string()
+}
+
 /// Number of Unicode scalar values in `s`.
 pub(crate) fn chars(s: &str) -> usize {
     s.chars().count()
@@ -181,6 +231,21 @@ pub(crate) fn parse_inputs(v: &serde_json::Value) -> Result<Vec<(String, u64)>, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answers_are_cut_at_stop_sequences_and_max_tokens() {
+        let t = "one two three END four";
+        assert_eq!(
+            shape_answer(t, &["END".into()], None),
+            ("one two three ".to_string(), Ending::StopSequence("END".into()))
+        );
+        assert_eq!(
+            shape_answer(t, &[], Some(2)),
+            ("one two".to_string(), Ending::MaxTokens)
+        );
+        assert_eq!(shape_answer(t, &[], Some(10)), (t.to_string(), Ending::Done));
+        assert_eq!(json_answer("a\"b"), r#"{"text":"a\"b"}"#);
+    }
 
     #[test]
     fn split_is_exact_and_lossless() {
