@@ -283,6 +283,34 @@ impl GatewayError {
     }
 }
 
+impl GatewayError {
+    /// Anthropic's error type for this error's status (the Messages API's error vocabulary).
+    pub fn anthropic_error_type(&self) -> &'static str {
+        match self.status().as_u16() {
+            400 | 422 => "invalid_request_error",
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            413 => "request_too_large",
+            429 => "rate_limit_error",
+            503 | 529 => "overloaded_error",
+            s if s >= 500 => "api_error",
+            _ => "invalid_request_error",
+        }
+    }
+
+    /// The Anthropic-shaped body: `{"type":"error","error":{"type","message"}}` (for `/v1/messages`).
+    pub fn anthropic_body_bytes(&self) -> Vec<u8> {
+        let v = serde_json::json!({
+            "type": "error",
+            "error": {"type": self.anthropic_error_type(), "message": self.public_message()},
+        });
+        serde_json::to_vec(&v).unwrap_or_else(|_| {
+            br#"{"type":"error","error":{"type":"api_error","message":"error"}}"#.to_vec()
+        })
+    }
+}
+
 /// The OpenAI error envelope.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct ErrorBody {

@@ -51,6 +51,22 @@ pub fn routes() -> Router<AppState> {
                 post(openai::embeddings_in_path),
             );
     }
+    // Anthropic's Messages API (the Anthropic SDK's paths), also under LiteLLM's `/anthropic` prefix.
+    for prefix in ["", "/anthropic"] {
+        r = r
+            .route(&format!("{prefix}/v1/messages"), post(openai::messages))
+            .route(
+                &format!("{prefix}/v1/messages/count_tokens"),
+                post(openai::count_tokens),
+            );
+    }
+    for path in ["/rerank", "/v1/rerank", "/v2/rerank"] {
+        r = r.route(path, post(openai::rerank));
+    }
+    r = r
+        .route("/model/info", get(models::info))
+        .route("/v1/model/info", get(models::info))
+        .route("/model_group/info", get(models::group_info));
     // The LiteLLM management API.
     r = r
         .route("/key/generate", post(keys::generate))

@@ -1,4 +1,4 @@
-//! The official OpenAI Python SDK as the client: starts the mock upstream and the gateway, then runs
+//! The official OpenAI and Anthropic Python SDKs as clients: starts the mock upstream and the gateway, then runs
 //! `scripts/sdk-test.sh` (pytest over `tests/python`). Skips when Python 3 with `venv` is missing, unless
 //! `TOLLGATE_REQUIRE_SERVICES=1`.
 
@@ -43,6 +43,7 @@ async fn official_openai_python_sdk() {
     }
     let mock = mock().await;
     let base = mock.base_url();
+    let root = base.trim_end_matches("/v1");
     let cfg = format!(
         r#"model_list:
   - model_name: sdk-chat
@@ -61,6 +62,16 @@ async fn official_openai_python_sdk() {
     litellm_params:
       model: "openai/limited@retry_after=1"
       api_base: {base}
+      api_key: {UPSTREAM_KEY}
+  - model_name: sdk-claude
+    litellm_params:
+      model: anthropic/claude-3-5-sonnet-20241022
+      api_base: {root}
+      api_key: {UPSTREAM_KEY}
+  - model_name: sdk-claude-tools
+    litellm_params:
+      model: "anthropic/claude-tools@tool_call=1,content={{\"city\":\"Paris\"}}"
+      api_base: {root}
       api_key: {UPSTREAM_KEY}
   - model_name: sdk-upstream-500
     litellm_params:
@@ -113,8 +124,8 @@ general_settings:
         })
         .unwrap_or(0);
     assert!(
-        passed >= 11,
-        "expected at least 11 SDK tests to pass: {summary}\n{report}"
+        passed >= 20,
+        "expected at least 20 SDK tests to pass: {summary}\n{report}"
     );
     for bad in ["failed", "error", "skipped"] {
         assert!(!summary.contains(bad), "{summary}\n{report}");

@@ -43,6 +43,18 @@ pub async fn embeddings(State(s): State<AppState>, req: Request) -> Response {
 pub async fn responses(State(s): State<AppState>, req: Request) -> Response {
     proxy(s, Endpoint::Responses, None, req).await
 }
+/// Anthropic's `POST /v1/messages` (any provider: natively or through the chat bridge).
+pub async fn messages(State(s): State<AppState>, req: Request) -> Response {
+    proxy(s, Endpoint::Messages, None, req).await
+}
+/// Anthropic's `POST /v1/messages/count_tokens`.
+pub async fn count_tokens(State(s): State<AppState>, req: Request) -> Response {
+    proxy(s, Endpoint::CountTokens, None, req).await
+}
+/// Cohere-style `POST /v1/rerank`.
+pub async fn rerank(State(s): State<AppState>, req: Request) -> Response {
+    proxy(s, Endpoint::Rerank, None, req).await
+}
 pub async fn chat_completions_in_path(
     State(s): State<AppState>,
     Path(m): Path<String>,
@@ -349,6 +361,9 @@ async fn proxy(
     if parsed.router.timeout.is_none() {
         parsed.router.timeout = header_timeout(&parts.headers);
     }
+    if endpoint == Endpoint::CountTokens {
+        return count_tokens_on(&rt, candidates, body, parsed, ctx).await;
+    }
     let prompt_tokens = rt
         .config
         .routing
@@ -372,6 +387,67 @@ async fn proxy(
     };
     let rt = arc_swap::Guard::into_inner(rt);
     crate::dispatch::run(state, rt, job).await
+}
+
+/// Token counting is not an LLM call: one deployment of the group answers it (natively for Anthropic, an
+/// estimate otherwise), with no budget admission, retries or spend record.
+async fn count_tokens_on(
+    rt: &Runtime,
+    c: tollgate_router::Candidates<'_>,
+    body: Bytes,
+    parsed: Parsed,
+    ctx: RequestContext,
+) -> Response {
+    let Some(&first) = c.idx.first() else {
+        return ApiError(GatewayError::Unavailable(format!(
+            "model={} has no deployments",
+            c.group
+        )))
+        .into_response();
+    };
+    // Prefer a deployment that counts natively.
+    let i = c
+        .idx
+        .iter()
+        .copied()
+        .find(|&i| {
+            rt.router.entries()[i]
+                .target
+                .provider
+                .supports(Endpoint::CountTokens)
+        })
+        .unwrap_or(first);
+    let route = rt.router.route_to(c, i);
+    let d = &route.entry.deployment;
+    let call = tollgate_providers::Call {
+        endpoint: Endpoint::CountTokens,
+        body,
+        requested_model: parsed.model,
+        upstream_model: route.upstream_model.to_string(),
+        stream: false,
+        client_wants_usage: false,
+        request_id: ctx.id,
+        timeout: parsed
+            .router
+            .timeout
+            .or(d.timeout)
+            .unwrap_or(rt.default_timeout),
+    };
+    match tollgate_providers::call(&route.entry.target.provider, call).await {
+        Ok(tollgate_providers::Reply::Complete { body, .. }) => {
+            let mut resp = body.into_response();
+            resp.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            resp
+        }
+        Ok(tollgate_providers::Reply::Stream(_)) => ApiError(GatewayError::Internal(
+            "count_tokens answered with a stream".into(),
+        ))
+        .into_response(),
+        Err(e) => ApiError(e).into_response(),
+    }
 }
 
 /// `x-litellm-timeout` (seconds): the request's timeout, as the `timeout` body field.

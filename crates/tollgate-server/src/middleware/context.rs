@@ -26,6 +26,13 @@ pub struct RequestContext {
     pub start_ms: i64,
 }
 
+/// Routes of the Anthropic Messages API (`/v1/messages`, `/v1/messages/count_tokens`, and the
+/// `/anthropic/v1/...` alias), whose errors use Anthropic's body.
+pub fn is_anthropic_route(path: &str) -> bool {
+    let p = path.strip_prefix("/anthropic").unwrap_or(path);
+    p == "/v1/messages" || p.starts_with("/v1/messages/")
+}
+
 /// Marker a handler puts in the response extensions when it records (and logs) the request itself.
 #[derive(Debug, Clone, Copy)]
 pub struct Recorded;
@@ -60,6 +67,13 @@ pub async fn context(State(state): State<AppState>, mut req: Request, next: Next
         }
         Err(e) => ApiError(e).into_response(),
     };
+    // The Anthropic Messages API answers errors in Anthropic's shape (the SDK reads `error.type`).
+    if is_anthropic_route(&path)
+        && let Some(err) = resp.extensions().get::<GatewayError>()
+    {
+        *resp.body_mut() = axum::body::Body::from(err.anthropic_body_bytes());
+        resp.headers_mut().remove(http::header::CONTENT_LENGTH);
+    }
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert(X_CALL_ID, v.clone());
         resp.headers_mut().insert(X_REQUEST_ID, v);
