@@ -286,6 +286,28 @@ impl GatewayError {
 impl GatewayError {
     /// Anthropic's error type for this error's status (the Messages API's error vocabulary).
     pub fn anthropic_error_type(&self) -> &'static str {
+        const ANTHROPIC_TYPES: &[&str] = &[
+            "invalid_request_error",
+            "authentication_error",
+            "permission_error",
+            "not_found_error",
+            "request_too_large",
+            "rate_limit_error",
+            "api_error",
+            "overloaded_error",
+        ];
+        // An Anthropic upstream's own type is kept (a 529 `overloaded_error` reaches clients as a 502).
+        let upstream = match self {
+            GatewayError::UpstreamStatus(f) => f.error_type.as_deref(),
+            GatewayError::AllAttemptsFailed { last, .. } => match last.as_ref() {
+                GatewayError::UpstreamStatus(f) => f.error_type.as_deref(),
+                _ => None,
+            },
+            _ => None,
+        };
+        if let Some(t) = upstream.and_then(|t| ANTHROPIC_TYPES.iter().find(|a| **a == t)) {
+            return t;
+        }
         match self.status().as_u16() {
             400 | 422 => "invalid_request_error",
             401 => "authentication_error",

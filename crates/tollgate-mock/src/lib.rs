@@ -27,15 +27,27 @@
 //! | POST | `/v1/embeddings` | one deterministic unit vector per input (`encoding_format: "base64"` supported) |
 //! | GET | `/v1/models`, `/v1/models/{id}` | a small fixed list; any id is answered |
 //! | POST | `/v1/responses` | a minimal Responses API object, or its semantic event stream |
+//! | POST | `/v1/messages` | Anthropic Messages API `message` object, or its named-event SSE stream (`message_start` … `message_stop`) with `"stream": true`; needs `anthropic-version`; errors in Anthropic's shape (`{"type":"error","error":{...}}`) |
+//! | POST | `/v1/messages/count_tokens` | `{"input_tokens": N}` |
+//! | POST | `/api/chat` | Ollama chat: NDJSON stream (`application/x-ndjson`) unless `"stream": false`; `message.content` / `thinking` / `tool_calls`, final `done: true` object with `done_reason` and counts |
+//! | POST | `/api/generate` | Ollama generate: `response` (+ `thinking`), streamed as NDJSON unless `"stream": false` |
+//! | POST | `/api/embed` | Ollama embeddings: `{"model","embeddings":[[...]],"prompt_eval_count"}` (`dimensions` and `dims` knob honoured) |
+//! | POST | `/api/embeddings` | legacy Ollama embedding of one `prompt`: `{"embedding":[...]}` |
+//! | GET | `/api/tags` | a small fixed Ollama model list |
+//! | POST | `/model/{modelId}/converse` | Bedrock Converse: `output.message.content`, `stopReason`, `usage`, `metrics` (model id percent-decoded; knobs in its `@` suffix) |
+//! | POST | `/model/{modelId}/converse-stream` | Bedrock ConverseStream as an `application/vnd.amazon.eventstream` binary event stream (CRC-checked frames) |
+//! | POST | `/model/{modelId}/invoke` | Bedrock InvokeModel embeddings: `amazon.titan-embed-*` (`inputText`) and `cohere.embed-*` (`texts`, `input_type`) |
 //! | GET | `/mock/requests` | the recorded requests as JSON (needs [`MockOptions::record`]) |
 //! | DELETE | `/mock/requests` | clears the recording (204) |
-//! | GET | `/mock/stats` | `{"requests":N,"in_flight":N,"recording":bool,"faults":bool,"endpoints":{"chat_completions":N,"completions":N,"embeddings":N,"responses":N,"models":N,"other":N}}` |
+//! | GET | `/mock/stats` | `{"requests":N,"in_flight":N,"recording":bool,"faults":bool,"endpoints":{"chat_completions":N,"completions":N,"embeddings":N,"responses":N,"models":N,"messages":N,"gemini":N,"bedrock":N,"ollama":N,"azure":N,"cohere":N,"other":N}}` |
 //! | PUT | `/mock/faults` | sets the server-wide knobs (see below) from a JSON object; answers with the new set |
 //! | GET | `/mock/faults` | the server-wide knobs as set (`{}` when none) |
 //! | DELETE | `/mock/faults` | clears the server-wide knobs (204) |
 //!
 //! Unknown routes get a 404 and malformed JSON a 400, both OpenAI-shaped
-//! (`{"error":{"message","type","param","code"}}`). `/mock/*` requests are
+//! (`{"error":{"message","type","param","code"}}`) on the OpenAI routes; each
+//! provider's own routes answer in that provider's error shape (Ollama's
+//! unknown `/api/*` paths get its plain-text `404 page not found`). `/mock/*` requests are
 //! never authenticated, recorded or counted. `requests` (also
 //! [`MockServer::requests`]) counts every other request, rejected ones
 //! included; `endpoints` (also [`MockServer::requests_to`]) splits it by

@@ -371,6 +371,12 @@ async fn requests_are_counted_per_endpoint() {
             "embeddings": 1,
             "responses": 0,
             "models": 1,
+            "messages": 0,
+            "gemini": 0,
+            "bedrock": 0,
+            "ollama": 0,
+            "azure": 0,
+            "cohere": 0,
             "other": 1
         })
     );

@@ -139,9 +139,13 @@ pub fn translated_stream<T: StreamTranslator>(
                 return None;
             }
             let mut out = Vec::new();
-            let fail = |st: &mut State<T>, err: GatewayError, out: &mut Vec<u8>| {
+            // Bytes of `out` that are the stream's own content (not the closing error event): a chunk that
+            // is only an error does not count, so a stream failing before its first chunk can be retried.
+            let mut content_len: Option<usize> = None;
+            let mut fail = |st: &mut State<T>, err: GatewayError, out: &mut Vec<u8>| {
                 st.done = true;
                 st.outcome.set_failure(&err);
+                content_len = Some(out.len());
                 st.t.error_event(&err, out);
             };
             match tokio::time::timeout(st.idle, st.body.frame()).await {
@@ -176,7 +180,9 @@ pub fn translated_stream<T: StreamTranslator>(
                 }
             }
             if !out.is_empty() {
-                st.outcome.add_chunk();
+                if content_len.is_none_or(|n| n > 0) {
+                    st.outcome.add_chunk();
+                }
                 return Some((Bytes::from(out), st));
             }
         }

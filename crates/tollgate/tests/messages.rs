@@ -18,7 +18,7 @@ fn config(root: &str) -> String {
         r#"model_list:
   - model_name: claude
     litellm_params:
-      model: anthropic/claude-3-5-sonnet-20241022
+      model: anthropic/claude-sonnet-4-5-20250929
       api_base: {root}
       api_key: {UPSTREAM_KEY}
   - model_name: gpt
@@ -72,7 +72,7 @@ async fn native_pass_through_to_anthropic() {
     let last = rec.last().unwrap();
     assert!(last.path.ends_with("/v1/messages"), "{}", last.path);
     let sent: Value = serde_json::from_slice(&last.body).unwrap();
-    assert_eq!(sent["model"], "claude-3-5-sonnet-20241022");
+    assert_eq!(sent["model"], "claude-sonnet-4-5-20250929");
     assert_eq!(sent["system"], "Be terse.");
     let has = |name: &str, value: &str| {
         last.headers

@@ -200,7 +200,7 @@ async fn a_bad_file_keeps_the_old_config_and_is_reported_with_file_and_line() {
     );
 
     // A file that loads but names a provider this build cannot serve (adapter construction fails).
-    let unsupported = good.replace("openai/alpha-up", "bedrock/alpha-up");
+    let unsupported = good.replace("openai/alpha-up", "vertex_ai/alpha-up");
     rewrite(&gw, &unsupported);
     let e = gw
         .post("/config/reload", &json!({}))
@@ -208,7 +208,7 @@ async fn a_bad_file_keeps_the_old_config_and_is_reported_with_file_and_line() {
         .await
         .expect_error(400);
     let msg = e["message"].as_str().unwrap();
-    assert!(msg.contains("alpha") && msg.contains("bedrock"), "{msg}");
+    assert!(msg.contains("alpha") && msg.contains("vertex_ai"), "{msg}");
 
     // By signal: the same rejection goes to the log, and the process keeps serving.
     rewrite(&gw, &typo);
