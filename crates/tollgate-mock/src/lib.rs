@@ -34,6 +34,10 @@
 //! | POST | `/api/embed` | Ollama embeddings: `{"model","embeddings":[[...]],"prompt_eval_count"}` (`dimensions` and `dims` knob honoured) |
 //! | POST | `/api/embeddings` | legacy Ollama embedding of one `prompt`: `{"embedding":[...]}` |
 //! | GET | `/api/tags` | a small fixed Ollama model list |
+//! | POST | `/v1beta/models/{model}:generateContent` (also `/v1/models/...`, `/models/...`) | Gemini `GenerateContentResponse` (Google-shaped errors; see `gemini.rs`) |
+//! | POST | `/v1beta/models/{model}:streamGenerateContent?alt=sse` | SSE of `GenerateContentResponse`s, the last with `finishReason` and `usageMetadata`; without `alt=sse` one streamed JSON array |
+//! | POST | `/v1beta/models/{model}:countTokens` | `{"totalTokens": N}` |
+//! | POST | `/v1beta/models/{model}:embedContent`, `:batchEmbedContents` | `{"embedding":{"values":[..]}}` / `{"embeddings":[{"values":[..]}]}` |
 //! | POST | `/model/{modelId}/converse` | Bedrock Converse: `output.message.content`, `stopReason`, `usage`, `metrics` (model id percent-decoded; knobs in its `@` suffix) |
 //! | POST | `/model/{modelId}/converse-stream` | Bedrock ConverseStream as an `application/vnd.amazon.eventstream` binary event stream (CRC-checked frames) |
 //! | POST | `/model/{modelId}/invoke` | Bedrock InvokeModel embeddings: `amazon.titan-embed-*` (`inputText`) and `cohere.embed-*` (`texts`, `input_type`) |
