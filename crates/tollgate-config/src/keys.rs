@@ -177,7 +177,7 @@ pub(crate) const GENERAL_SETTINGS: &[(&str, Support)] = &[
 
 /// `litellm_settings` keys (LiteLLM sets each as an attribute of the `litellm` module).
 pub(crate) const LITELLM_SETTINGS: &[(&str, Support)] = &[
-    ("drop_params", U),
+    ("drop_params", I),
     ("request_timeout", I),
     ("json_logs", I),
     ("set_verbose", I), // accepted and ignored (deprecated in LiteLLM too)

@@ -180,7 +180,6 @@ fn litellm_docs_config_parses_with_typed_values() {
             "general_settings.alerting",
             "litellm_settings.cache",
             "litellm_settings.cache_params",
-            "litellm_settings.drop_params",
             "litellm_settings.success_callback",
         ]
     );
@@ -879,7 +878,6 @@ router_settings:
             "general_settings.store_model_in_db",
             "guardrails",
             "litellm_settings.callbacks",
-            "litellm_settings.drop_params",
             "router_settings.cache_responses"
         ]
     );
@@ -961,7 +959,6 @@ router_settings:
       gpt-4 -> gpt-4o
     not implemented by tollgate (accepted, ignored):
       litellm_settings.callbacks
-      litellm_settings.drop_params
     ");
 }
 
