@@ -7,10 +7,10 @@ use http::{HeaderMap, Response};
 use serde::Deserialize;
 
 use crate::body::MockBody;
-use crate::knobs::Knobs;
+use crate::knobs::{Finish, Knobs};
 use crate::router::{DONE, StreamOptions, apply_faults, malformed, parse_body, sse_data};
 use crate::state::Shared;
-use crate::text::{self, Content, DEFAULT_CONTENT};
+use crate::text::{self, Content, DEFAULT_CONTENT, Ending};
 use crate::{ids, json, respond};
 
 /// Fingerprint stamped on chat and completion responses.
@@ -28,6 +28,28 @@ struct ChatRequest<'a> {
     stream_options: Option<StreamOptions>,
     #[serde(borrow, default)]
     tools: Option<Vec<Tool<'a>>>,
+    #[serde(default)]
+    stop: Option<Stop>,
+    #[serde(default)]
+    max_tokens: Option<u64>,
+    #[serde(default)]
+    max_completion_tokens: Option<u64>,
+    #[serde(borrow, default)]
+    response_format: Option<ResponseFormat<'a>>,
+}
+
+/// `stop`: one sequence or a list.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Stop {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize)]
+struct ResponseFormat<'a> {
+    #[serde(borrow, default, rename = "type")]
+    kind: Cow<'a, str>,
 }
 
 #[derive(Deserialize)]
@@ -93,35 +115,76 @@ pub(crate) async fn handle(
     if let Some(resp) = apply_faults(shared, &knobs, Some(&req.model), prompt_tokens).await {
         return resp;
     }
-    let answer = answer(&req, &knobs);
+    let (answer, ending) = shape(answer(&req, &knobs), &req);
+    let finish = finish_reason(&answer, &ending, knobs.finish);
     let completion_tokens = match &answer {
         Answer::Text(t) => text::word_count(t),
         Answer::ToolCall { arguments, .. } => text::word_count(arguments).max(1),
     };
+    let cached_tokens = knobs.cached_tokens.unwrap_or(0);
+    let reasoning_tokens = knobs.reasoning_tokens.unwrap_or(0);
     let usage = Usage {
-        prompt_tokens,
-        completion_tokens,
+        // Cached tokens are part of the prompt tokens (OpenAI's `prompt_tokens_details`).
+        prompt_tokens: prompt_tokens.max(cached_tokens),
+        completion_tokens: completion_tokens + reasoning_tokens,
+        cached_tokens,
+        reasoning_tokens,
     };
     let id = ids::new_id("chatcmpl-");
     let created = ids::unix_now();
+    let outcome = Outcome {
+        answer,
+        usage,
+        finish,
+    };
 
     if req.stream.unwrap_or(false) {
         let include_usage = req.stream_options.is_some_and(|o| o.include_usage);
-        let events = stream_events(
-            &id,
-            created,
-            &req.model,
-            &answer,
-            usage,
-            include_usage,
-            &knobs,
-        );
+        let events = stream_events(&id, created, &req.model, &outcome, include_usage, &knobs);
         return respond::sse(events, knobs.pacing());
     }
     if knobs.reset_after_chunks.is_some() {
         return respond::aborted_json();
     }
-    respond::ok(completion_json(&id, created, &req.model, &answer, usage))
+    respond::ok(completion_json(&id, created, &req.model, &outcome))
+}
+
+/// The text answer under the request's `stop` and `max_tokens` / `max_completion_tokens` (words are the mock's
+/// tokens), as JSON when `response_format` asks for it. Tool calls are not shaped.
+fn shape<'a>(answer: Answer<'a>, req: &ChatRequest<'_>) -> (Answer<'a>, Ending) {
+    let Answer::Text(t) = answer else {
+        return (answer, Ending::Done);
+    };
+    let stops: &[String] = match &req.stop {
+        None => &[],
+        Some(Stop::One(s)) => std::slice::from_ref(s),
+        Some(Stop::Many(v)) => v,
+    };
+    let max = req.max_completion_tokens.or(req.max_tokens);
+    let json = req
+        .response_format
+        .as_ref()
+        .is_some_and(|f| f.kind == "json_object" || f.kind == "json_schema");
+    if stops.is_empty() && max.is_none() && !json {
+        return (Answer::Text(t), Ending::Done);
+    }
+    let (mut out, ending) = text::shape_answer(&t, stops, max);
+    if json {
+        out = text::json_answer(&out);
+    }
+    (Answer::Text(Cow::Owned(out)), ending)
+}
+
+/// The `finish_reason`: the `finish` knob, else `tool_calls` / `length` / `stop`.
+fn finish_reason(answer: &Answer<'_>, ending: &Ending, forced: Option<Finish>) -> &'static str {
+    match (forced, answer, ending) {
+        (Some(Finish::ContentFilter), ..) => "content_filter",
+        (Some(Finish::Length), ..) => "length",
+        (Some(Finish::Stop), ..) => "stop",
+        (None, Answer::ToolCall { .. }, _) => "tool_calls",
+        (None, Answer::Text(_), Ending::MaxTokens) => "length",
+        (None, Answer::Text(_), _) => "stop",
+    }
 }
 
 fn answer<'a>(req: &'a ChatRequest<'a>, knobs: &'a Knobs) -> Answer<'a> {
@@ -150,10 +213,20 @@ fn answer<'a>(req: &'a ChatRequest<'a>, knobs: &'a Knobs) -> Answer<'a> {
     ))
 }
 
+/// The answer with its usage and finish reason.
+struct Outcome<'a> {
+    answer: Answer<'a>,
+    usage: Usage,
+    finish: &'static str,
+}
+
 #[derive(Clone, Copy)]
 struct Usage {
     prompt_tokens: u64,
+    /// Includes `reasoning_tokens`.
     completion_tokens: u64,
+    cached_tokens: u64,
+    reasoning_tokens: u64,
 }
 
 fn write_usage(out: &mut String, u: Usage) {
@@ -163,10 +236,12 @@ fn write_usage(out: &mut String, u: Usage) {
     json::num(out, u.completion_tokens);
     out.push_str(",\"total_tokens\":");
     json::num(out, u.prompt_tokens + u.completion_tokens);
+    out.push_str(",\"prompt_tokens_details\":{\"cached_tokens\":");
+    json::num(out, u.cached_tokens);
+    out.push_str(",\"audio_tokens\":0},\"completion_tokens_details\":{\"reasoning_tokens\":");
+    json::num(out, u.reasoning_tokens);
     out.push_str(
-        ",\"prompt_tokens_details\":{\"cached_tokens\":0,\"audio_tokens\":0},\
-         \"completion_tokens_details\":{\"reasoning_tokens\":0,\"audio_tokens\":0,\
-         \"accepted_prediction_tokens\":0,\"rejected_prediction_tokens\":0}}",
+        ",\"audio_tokens\":0,\"accepted_prediction_tokens\":0,\"rejected_prediction_tokens\":0}}",
     );
 }
 
@@ -185,21 +260,17 @@ fn write_head(out: &mut String, id: &str, object: &str, created: u64, model: &st
     out.push_str("\",");
 }
 
-fn completion_json(
-    id: &str,
-    created: u64,
-    model: &str,
-    answer: &Answer<'_>,
-    usage: Usage,
-) -> String {
+fn completion_json(id: &str, created: u64, model: &str, outcome: &Outcome<'_>) -> String {
+    let Outcome {
+        answer,
+        usage,
+        finish,
+    } = outcome;
     let mut out = String::with_capacity(640 + model.len());
     write_head(&mut out, id, "chat.completion", created, model);
     out.push_str("\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
-    let finish = match answer {
-        Answer::Text(t) => {
-            json::str(&mut out, t);
-            "stop"
-        }
+    match answer {
+        Answer::Text(t) => json::str(&mut out, t),
         Answer::ToolCall { name, arguments } => {
             out.push_str("null,\"tool_calls\":[{\"id\":");
             json::str(&mut out, &ids::new_id("call_"));
@@ -208,13 +279,12 @@ fn completion_json(
             out.push_str(",\"arguments\":");
             json::str(&mut out, arguments);
             out.push_str("}}]");
-            "tool_calls"
         }
-    };
+    }
     out.push_str(",\"refusal\":null,\"annotations\":[]},\"logprobs\":null,\"finish_reason\":\"");
     out.push_str(finish);
     out.push_str("\"}],\"usage\":");
-    write_usage(&mut out, usage);
+    write_usage(&mut out, *usage);
     out.push('}');
     out
 }
@@ -223,11 +293,15 @@ fn stream_events(
     id: &str,
     created: u64,
     model: &str,
-    answer: &Answer<'_>,
-    usage: Usage,
+    outcome: &Outcome<'_>,
     include_usage: bool,
     knobs: &Knobs,
 ) -> Vec<Bytes> {
+    let Outcome {
+        answer,
+        usage,
+        finish,
+    } = outcome;
     let mut head = String::with_capacity(200 + model.len());
     write_head(&mut head, id, "chat.completion.chunk", created, model);
     head.push_str("\"choices\":[");
@@ -245,13 +319,13 @@ fn stream_events(
     };
     let n = knobs.chunks.unwrap_or(3);
     let mut events = Vec::with_capacity(n + 3);
-    let (pieces, finish) = match answer {
+    let pieces = match answer {
         Answer::Text(t) => {
             events.push(chunk(
                 "{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\",\"refusal\":null},\
                  \"logprobs\":null,\"finish_reason\":null}",
             ));
-            (text::split_chunks(t, n), "stop")
+            text::split_chunks(t, n)
         }
         Answer::ToolCall { name, arguments } => {
             let mut c = String::from(
@@ -263,7 +337,7 @@ fn stream_events(
             json::str(&mut c, name);
             c.push_str(",\"arguments\":\"\"}}]},\"logprobs\":null,\"finish_reason\":null}");
             events.push(chunk(&c));
-            (text::split_chunks(arguments, n), "tool_calls")
+            text::split_chunks(arguments, n)
         }
     };
     let last = pieces.len().saturating_sub(1);
@@ -293,10 +367,145 @@ fn stream_events(
         let mut s = String::with_capacity(head.len() + 400);
         s.push_str(&head);
         s.push_str("],\"usage\":");
-        write_usage(&mut s, usage);
+        write_usage(&mut s, *usage);
         s.push('}');
         events.push(sse_data(&s));
     }
     events.push(Bytes::from_static(DONE));
     events
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt;
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    async fn call(body: Value) -> Value {
+        let shared = Shared::new(None, false);
+        let resp = handle(&shared, &HeaderMap::new(), body.to_string().as_bytes()).await;
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    async fn stream(body: Value) -> Vec<Value> {
+        let shared = Shared::new(None, false);
+        let resp = handle(&shared, &HeaderMap::new(), body.to_string().as_bytes()).await;
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(bytes.to_vec())
+            .unwrap()
+            .split("\n\n")
+            .filter_map(|e| e.strip_prefix("data: "))
+            .filter(|d| *d != "[DONE]")
+            .map(|d| serde_json::from_str(d).unwrap())
+            .collect()
+    }
+
+    fn req(model: &str) -> Value {
+        json!({"model": model, "messages": [{"role": "user", "content": "hi"}]})
+    }
+
+    #[tokio::test]
+    async fn stop_sequences_and_max_tokens() {
+        let mut body = req("m@content=alpha beta STOP gamma delta");
+        body["stop"] = json!("STOP");
+        let v = call(body.clone()).await;
+        assert_eq!(v["choices"][0]["message"]["content"], "alpha beta ");
+        assert_eq!(v["choices"][0]["finish_reason"], "stop");
+        assert_eq!(v["usage"]["completion_tokens"], 2);
+        body["stop"] = json!(["nope", "gamma"]);
+        let v = call(body.clone()).await;
+        assert_eq!(v["choices"][0]["message"]["content"], "alpha beta STOP ");
+        body.as_object_mut().unwrap().remove("stop");
+        body["max_tokens"] = json!(2);
+        let v = call(body.clone()).await;
+        assert_eq!(v["choices"][0]["message"]["content"], "alpha beta");
+        assert_eq!(v["choices"][0]["finish_reason"], "length");
+        body["max_completion_tokens"] = json!(3);
+        let v = call(body.clone()).await;
+        assert_eq!(v["choices"][0]["message"]["content"], "alpha beta STOP");
+        // Streams end the same way.
+        body["stream"] = json!(true);
+        let chunks = stream(body).await;
+        let text: String = chunks
+            .iter()
+            .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+            .collect();
+        assert_eq!(text, "alpha beta STOP");
+        assert_eq!(
+            chunks.last().unwrap()["choices"][0]["finish_reason"],
+            "length"
+        );
+    }
+
+    #[tokio::test]
+    async fn json_mode_answers_json() {
+        for format in [
+            json!({"type": "json_object"}),
+            json!({"type": "json_schema", "json_schema": {"name": "a", "schema": {}}}),
+        ] {
+            let mut body = req("m@content=forty two");
+            body["response_format"] = format;
+            let v = call(body).await;
+            let content = v["choices"][0]["message"]["content"].as_str().unwrap();
+            assert_eq!(
+                serde_json::from_str::<Value>(content).unwrap(),
+                json!({"text": "forty two"})
+            );
+            assert_eq!(v["choices"][0]["finish_reason"], "stop");
+        }
+        let mut body = req("m");
+        body["response_format"] = json!({"type": "text"});
+        let v = call(body).await;
+        assert_eq!(v["choices"][0]["message"]["content"], DEFAULT_CONTENT);
+    }
+
+    #[tokio::test]
+    async fn usage_detail_knobs() {
+        let v = call(req("m@cached_tokens=3,reasoning_tokens=5")).await;
+        let u = &v["usage"];
+        assert_eq!(u["prompt_tokens_details"]["cached_tokens"], 3);
+        assert_eq!(u["completion_tokens_details"]["reasoning_tokens"], 5);
+        // "hi" is 1 prompt token, raised to the 3 cached; 7 answer words + 5 reasoning.
+        assert_eq!(
+            (u["prompt_tokens"].as_u64(), u["completion_tokens"].as_u64()),
+            (Some(3), Some(12))
+        );
+        assert_eq!(u["total_tokens"], 15);
+        let mut body = req("m@reasoning_tokens=2");
+        body["stream"] = json!(true);
+        body["stream_options"] = json!({"include_usage": true});
+        let chunks = stream(body).await;
+        let usage = &chunks.last().unwrap()["usage"];
+        assert_eq!(usage["completion_tokens_details"]["reasoning_tokens"], 2);
+        assert_eq!(usage["completion_tokens"], 9);
+    }
+
+    #[tokio::test]
+    async fn finish_knob_forces_the_reason() {
+        for (knob, want) in [
+            ("content_filter", "content_filter"),
+            ("length", "length"),
+            ("stop", "stop"),
+        ] {
+            let v = call(req(&format!("m@finish={knob}"))).await;
+            assert_eq!(v["choices"][0]["finish_reason"], want);
+        }
+        let mut body = req("m@finish=content_filter");
+        body["stream"] = json!(true);
+        let chunks = stream(body).await;
+        assert_eq!(
+            chunks.last().unwrap()["choices"][0]["finish_reason"],
+            "content_filter"
+        );
+        let mut body = req("m@tool_call=1,finish=stop");
+        body["tools"] = json!([{"type": "function", "function": {"name": "f"}}]);
+        let v = call(body).await;
+        assert_eq!(v["choices"][0]["finish_reason"], "stop");
+        assert_eq!(
+            v["choices"][0]["message"]["tool_calls"][0]["function"]["name"],
+            "f"
+        );
+    }
 }

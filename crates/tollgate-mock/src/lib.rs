@@ -27,6 +27,10 @@
 //! | POST | `/v1/embeddings` | one deterministic unit vector per input (`encoding_format: "base64"` supported) |
 //! | GET | `/v1/models`, `/v1/models/{id}` | a small fixed list; any id is answered |
 //! | POST | `/v1/responses` | a minimal Responses API object, or its semantic event stream |
+//! | POST | `/openai/deployments/{deployment}/{chat/completions,completions,embeddings}?api-version=V` | Azure OpenAI: as the OpenAI endpoint, `model` = the deployment (knobs may follow it after `@`); no `api-version` → 404 `{"error":{"code":"404","message":"Resource not found"}}` |
+//! | POST | `/openai/v1/{chat/completions,completions,embeddings,responses}`, `/openai/responses?api-version=V` | Azure OpenAI v1 / Responses API: as the OpenAI endpoint, `model` from the body |
+//! | POST | `/v2/embed`, `/v1/embed` | Cohere embed: `embeddings` by type (`float`, `int8`, `uint8`, `binary`, `ubinary`, `base64`) or, v1 without `embedding_types`, float lists; `meta.billed_units.input_tokens` |
+//! | POST | `/v2/rerank`, `/v1/rerank`, `/rerank` | Cohere rerank: `results` scored by query-word overlap (ties by index), `top_n`, `return_documents`, `meta.billed_units.search_units`; `/rerank` adds `model` and `usage` |
 //! | POST | `/v1/messages` | Anthropic Messages API `message` object, or its named-event SSE stream (`message_start` … `message_stop`) with `"stream": true`; needs `anthropic-version`; errors in Anthropic's shape (`{"type":"error","error":{...}}`) |
 //! | POST | `/v1/messages/count_tokens` | `{"input_tokens": N}` |
 //! | POST | `/api/chat` | Ollama chat: NDJSON stream (`application/x-ndjson`) unless `"stream": false`; `message.content` / `thinking` / `tool_calls`, final `done: true` object with `done_reason` and counts |
@@ -136,14 +140,14 @@ mod bedrock;
 mod body;
 mod chat;
 mod cohere;
-mod gemini;
-mod ollama;
 mod completions;
 mod embeddings;
+mod gemini;
 mod ids;
 mod json;
 mod knobs;
 mod models;
+mod ollama;
 mod respond;
 mod responses;
 mod router;
@@ -226,7 +230,7 @@ pub enum Endpoint {
     Bedrock,
     /// Ollama `POST /api/{chat,generate,embed,embeddings}`, `GET /api/tags`
     Ollama,
-    /// Azure OpenAI `POST /openai/deployments/{deployment}/...`
+    /// Azure OpenAI `POST /openai/deployments/{deployment}/...`, `/openai/v1/...`, `/openai/responses`
     Azure,
     /// Cohere `POST /v1/embed`, `/v2/embed`, `/v1/rerank`, `/v2/rerank` (and `/rerank` of OpenAI-style servers)
     Cohere,
@@ -286,7 +290,7 @@ impl Endpoint {
         if path.starts_with("/api/") {
             return Endpoint::Ollama;
         }
-        if path.starts_with("/openai/deployments/") {
+        if path.starts_with("/openai/") {
             return Endpoint::Azure;
         }
         if matches!(path, "/embed" | "/rerank" | "/v2/embed" | "/v2/rerank") {

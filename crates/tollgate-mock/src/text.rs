@@ -32,7 +32,11 @@ pub(crate) enum Ending {
 
 /// The answer as a provider would give it under `stop` sequences and a `max_tokens` limit: cut before the
 /// first stop sequence found, then to at most `max_tokens` words (words are the mock's tokens).
-pub(crate) fn shape_answer(text: &str, stop: &[String], max_tokens: Option<u64>) -> (String, Ending) {
+pub(crate) fn shape_answer(
+    text: &str,
+    stop: &[String],
+    max_tokens: Option<u64>,
+) -> (String, Ending) {
     let mut out = text.to_string();
     let mut ending = Ending::Done;
     if let Some((at, seq)) = stop
@@ -237,13 +241,19 @@ mod tests {
         let t = "one two three END four";
         assert_eq!(
             shape_answer(t, &["END".into()], None),
-            ("one two three ".to_string(), Ending::StopSequence("END".into()))
+            (
+                "one two three ".to_string(),
+                Ending::StopSequence("END".into())
+            )
         );
         assert_eq!(
             shape_answer(t, &[], Some(2)),
             ("one two".to_string(), Ending::MaxTokens)
         );
-        assert_eq!(shape_answer(t, &[], Some(10)), (t.to_string(), Ending::Done));
+        assert_eq!(
+            shape_answer(t, &[], Some(10)),
+            (t.to_string(), Ending::Done)
+        );
         assert_eq!(json_answer("a\"b"), r#"{"text":"a\"b"}"#);
     }
 

@@ -478,7 +478,10 @@ pub fn usage_json(u: &Usage) -> Value {
 
 /// `chatcmpl-<uuid v7 simple>`.
 pub fn new_completion_id() -> String {
-    format!("chatcmpl-{}", tollgate_core::ids::new_request_id().replace('-', ""))
+    format!(
+        "chatcmpl-{}",
+        tollgate_core::ids::new_request_id().replace('-', "")
+    )
 }
 
 /// Seconds since the Unix epoch.

@@ -202,7 +202,10 @@ pub fn supported() -> Vec<&'static str> {
 }
 
 /// Build the adapter for one deployment.
-pub fn build(deployment: &Deployment, ctx: &BuildContext<'_>) -> Result<Arc<dyn Provider>, BuildError> {
+pub fn build(
+    deployment: &Deployment,
+    ctx: &BuildContext<'_>,
+) -> Result<Arc<dyn Provider>, BuildError> {
     // `mock_response` on any deployment answers locally, as LiteLLM's `mock_response` does.
     if deployment.mock_response.is_some() {
         return Ok(Arc::new(mock::MockProvider::new(deployment)));
@@ -216,7 +219,9 @@ pub fn build(deployment: &Deployment, ctx: &BuildContext<'_>) -> Result<Arc<dyn 
             Ok(Arc::new(openai::OpenAiProvider::new(deployment, ctx)?))
         }
         "azure" => Ok(Arc::new(azure::AzureProvider::new(deployment, ctx)?)),
-        "anthropic" => Ok(Arc::new(anthropic::AnthropicProvider::new(deployment, ctx)?)),
+        "anthropic" => Ok(Arc::new(anthropic::AnthropicProvider::new(
+            deployment, ctx,
+        )?)),
         "gemini" => Ok(Arc::new(gemini::GeminiProvider::new(deployment, ctx)?)),
         "bedrock" => Ok(Arc::new(bedrock::BedrockProvider::new(deployment, ctx)?)),
         "ollama" | "ollama_chat" => Ok(Arc::new(ollama::OllamaProvider::new(deployment, ctx)?)),

@@ -167,9 +167,12 @@ fn respond(configured: Option<&str>, call: &Call) -> Result<Reply, GatewayError>
                 usage: Some(usage),
             })
         }
-        Endpoint::Messages | Endpoint::CountTokens | Endpoint::Rerank => Err(GatewayError::invalid(
-            format!("the mock provider does not serve {}", call.endpoint.path()),
-        )),
+        Endpoint::Messages | Endpoint::CountTokens | Endpoint::Rerank => {
+            Err(GatewayError::invalid(format!(
+                "the mock provider does not serve {}",
+                call.endpoint.path()
+            )))
+        }
         Endpoint::ChatCompletions | Endpoint::Completions => {
             let chat = call.endpoint == Endpoint::ChatCompletions;
             if !call.stream {

@@ -15,9 +15,9 @@ use tollgate_core::url::public_url;
 use tollgate_core::wire::{Edit, JsonObject, json_string, splice};
 use tollgate_core::{GatewayError, UpstreamFailure, Usage};
 
+use crate::compat;
 use crate::sse::{SseDecoder, SseEvent, encode};
 use crate::stream::{ChunkStream, StreamOutcome};
-use crate::compat;
 use crate::translate::ParamPolicy;
 use crate::{BoxFuture, BuildContext, BuildError, Call, Endpoint, HttpClient, Provider, Reply};
 
@@ -57,12 +57,16 @@ impl OpenAiProvider {
             (_, Some(f)) => f.name,
             _ => "openai_compatible",
         };
-        let from_env = |vars: &[&str]| vars.iter().find_map(|v| env.get(v).filter(|s| !s.is_empty()));
+        let from_env = |vars: &[&str]| {
+            vars.iter()
+                .find_map(|v| env.get(v).filter(|s| !s.is_empty()))
+        };
         let base = match (&d.api_base, name, family) {
             (Some(b), _, _) => b.clone(),
             (None, "openai", _) => from_env(&["OPENAI_API_BASE", "OPENAI_BASE_URL"])
                 .unwrap_or_else(|| "https://api.openai.com/v1".to_string()),
-            (None, _, Some(f)) => match from_env(f.base_env).or(f.default_base.map(str::to_string)) {
+            (None, _, Some(f)) => match from_env(f.base_env).or(f.default_base.map(str::to_string))
+            {
                 Some(b) => b,
                 None => {
                     return Err(invalid(format!(
@@ -258,7 +262,10 @@ pub fn rewrite_request(call: &Call) -> Result<Vec<u8>, GatewayError> {
 fn rewrite_model_only(call: &Call) -> Result<Vec<u8>, GatewayError> {
     let obj =
         JsonObject::parse(&call.body).map_err(|e| GatewayError::MalformedJson(e.to_string()))?;
-    Ok(tollgate_core::wire::replace_model(&obj, &call.upstream_model))
+    Ok(tollgate_core::wire::replace_model(
+        &obj,
+        &call.upstream_model,
+    ))
 }
 
 /// Map a hyper client error to the gateway's error.
@@ -338,11 +345,17 @@ pub fn upstream_error(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> G
 impl Inner {
     async fn call(self: Arc<Self>, mut call: Call) -> Result<Reply, GatewayError> {
         let uri = self.uris.get(call.endpoint).ok_or_else(|| {
-            GatewayError::invalid(format!("{} does not serve {}", self.name, call.endpoint.path()))
+            GatewayError::invalid(format!(
+                "{} does not serve {}",
+                self.name,
+                call.endpoint.path()
+            ))
         })?;
         match self.family {
             Some(f) => {
-                call.body = self.policy.apply_blocklist(&call.body, f.unsupported, f.renamed, f.name)?;
+                call.body =
+                    self.policy
+                        .apply_blocklist(&call.body, f.unsupported, f.renamed, f.name)?;
                 if let Some(prefix) = f.model_prefix
                     && !call.upstream_model.starts_with(prefix)
                     && !call.upstream_model.contains('/')
@@ -350,7 +363,11 @@ impl Inner {
                     call.upstream_model = format!("{prefix}{}", call.upstream_model);
                 }
             }
-            None => call.body = self.policy.apply_blocklist(&call.body, &[], &[], self.name)?,
+            None => {
+                call.body = self
+                    .policy
+                    .apply_blocklist(&call.body, &[], &[], self.name)?
+            }
         }
         let body = if call.endpoint == Endpoint::Rerank {
             rewrite_model_only(&call)?
@@ -527,7 +544,7 @@ pub fn sse_error_event(err: &GatewayError) -> Vec<u8> {
     out
 }
 
-fn transform_stream(body: Incoming, call: Call, deployment: String) -> ChunkStream {
+pub(crate) fn transform_stream(body: Incoming, call: Call, deployment: String) -> ChunkStream {
     let outcome = Arc::new(StreamOutcome::default());
     let rewriter = EventRewriter {
         requested_model: call.requested_model,

@@ -253,7 +253,8 @@ impl ParamPolicy {
         supported: &[&str],
         provider: &str,
     ) -> Result<Bytes, GatewayError> {
-        let obj = JsonObject::parse(body).map_err(|e| GatewayError::MalformedJson(e.to_string()))?;
+        let obj =
+            JsonObject::parse(body).map_err(|e| GatewayError::MalformedJson(e.to_string()))?;
         let drop = self.drop_for(&obj);
         let mut remove: Vec<String> = Vec::new();
         for key in obj.keys() {
@@ -297,7 +298,8 @@ impl ParamPolicy {
         if self.additional.is_empty() && unsupported.is_empty() && renamed.is_empty() {
             return Ok(body.clone());
         }
-        let obj = JsonObject::parse(body).map_err(|e| GatewayError::MalformedJson(e.to_string()))?;
+        let obj =
+            JsonObject::parse(body).map_err(|e| GatewayError::MalformedJson(e.to_string()))?;
         let drop = self.drop_for(&obj);
         let mut remove: Vec<&str> = Vec::new();
         for key in obj.keys() {
@@ -317,7 +319,10 @@ impl ParamPolicy {
                 remove.push(key);
             }
         }
-        let renames: Vec<&(&str, &str)> = renamed.iter().filter(|(from, _)| obj.contains(from)).collect();
+        let renames: Vec<&(&str, &str)> = renamed
+            .iter()
+            .filter(|(from, _)| obj.contains(from))
+            .collect();
         if remove.is_empty() && renames.is_empty() {
             return Ok(body.clone());
         }
@@ -353,18 +358,25 @@ mod tests {
 
     #[test]
     fn unsupported_params_are_a_400_unless_dropped() {
-        let body = Bytes::from_static(br#"{"model":"m","messages":[],"logit_bias":{"1":2},"temperature":1}"#);
+        let body = Bytes::from_static(
+            br#"{"model":"m","messages":[],"logit_bias":{"1":2},"temperature":1}"#,
+        );
         let strict = ParamPolicy::default();
         let e = strict
             .apply(&body, &["temperature"], "anthropic")
             .unwrap_err();
         assert_eq!(e.param(), Some("logit_bias"));
-        assert!(e.to_string().contains("anthropic does not support parameters: ['logit_bias']"));
+        assert!(
+            e.to_string()
+                .contains("anthropic does not support parameters: ['logit_bias']")
+        );
         let dropping = ParamPolicy {
             drop: true,
             additional: vec!["temperature".into()],
         };
-        let out = dropping.apply(&body, &["temperature"], "anthropic").unwrap();
+        let out = dropping
+            .apply(&body, &["temperature"], "anthropic")
+            .unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert!(v.get("logit_bias").is_none() && v.get("temperature").is_none());
         assert_eq!(v["model"], "m");
@@ -382,15 +394,32 @@ mod tests {
             additional: vec!["seed".into()],
         };
         let body = Bytes::from_static(br#"{"model":"m","seed":1}"#);
-        assert_eq!(&p.apply_blocklist(&body, &[], &[], "x").unwrap()[..], br#"{"model":"m"}"#);
+        assert_eq!(
+            &p.apply_blocklist(&body, &[], &[], "x").unwrap()[..],
+            br#"{"model":"m"}"#
+        );
         let untouched = Bytes::from_static(br#"{"model":"m"}"#);
-        assert_eq!(p.apply_blocklist(&untouched, &["n"], &[], "x").unwrap(), untouched);
-        let body = Bytes::from_static(br#"{"model":"m","logit_bias":{},"max_completion_tokens":5}"#);
-        let e = p.apply_blocklist(&body, &["logit_bias"], &[], "groq").unwrap_err();
+        assert_eq!(
+            p.apply_blocklist(&untouched, &["n"], &[], "x").unwrap(),
+            untouched
+        );
+        let body =
+            Bytes::from_static(br#"{"model":"m","logit_bias":{},"max_completion_tokens":5}"#);
+        let e = p
+            .apply_blocklist(&body, &["logit_bias"], &[], "groq")
+            .unwrap_err();
         assert_eq!(e.param(), Some("logit_bias"));
-        let dropping = ParamPolicy { drop: true, additional: vec![] };
+        let dropping = ParamPolicy {
+            drop: true,
+            additional: vec![],
+        };
         let out = dropping
-            .apply_blocklist(&body, &["logit_bias"], &[("max_completion_tokens", "max_tokens")], "groq")
+            .apply_blocklist(
+                &body,
+                &["logit_bias"],
+                &[("max_completion_tokens", "max_tokens")],
+                "groq",
+            )
             .unwrap();
         assert_eq!(&out[..], br#"{"max_tokens":5,"model":"m"}"#);
     }

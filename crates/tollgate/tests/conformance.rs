@@ -48,6 +48,11 @@ const CASES: &[Case] = &[
         caps: ALL,
     },
     Case {
+        name: "azure-v1",
+        params: "model: azure/my-gpt4o\napi_base: {root}\napi_version: v1\napi_key: {key}",
+        caps: ALL,
+    },
+    Case {
         name: "anthropic",
         params: "model: anthropic/claude-3-5-sonnet-20241022\napi_base: {root}\napi_key: {key}",
         caps: Caps {
@@ -164,18 +169,25 @@ fn choice(v: &Value) -> &Value {
 
 async fn chat(c: &Ctx<'_>, m: &str) -> Check {
     c.knobs(&[("content", "Hello from the mock")]);
-    let v = c.ok(json!({"model": m, "messages": [
+    let v = c
+        .ok(json!({"model": m, "messages": [
         {"role": "system", "content": "You are terse."},
         {"role": "user", "content": "Say hello"}]}))
-    .await?;
+        .await?;
     ensure(v["object"] == "chat.completion", || format!("object: {v}"))?;
-    ensure(v["model"] == m, || format!("model should be the requested name: {v}"))?;
+    ensure(v["model"] == m, || {
+        format!("model should be the requested name: {v}")
+    })?;
     ensure(
         choice(&v)["message"]["content"] == "Hello from the mock",
         || format!("content: {v}"),
     )?;
-    ensure(choice(&v)["message"]["role"] == "assistant", || format!("role: {v}"))?;
-    ensure(choice(&v)["finish_reason"] == "stop", || format!("finish: {v}"))?;
+    ensure(choice(&v)["message"]["role"] == "assistant", || {
+        format!("role: {v}")
+    })?;
+    ensure(choice(&v)["finish_reason"] == "stop", || {
+        format!("finish: {v}")
+    })?;
     let u = &v["usage"];
     ensure(
         u["prompt_tokens"].as_u64() > Some(0) && u["completion_tokens"].as_u64() == Some(4),
@@ -183,7 +195,9 @@ async fn chat(c: &Ctx<'_>, m: &str) -> Check {
     )?;
     ensure(
         u["total_tokens"].as_u64()
-            == Some(u["prompt_tokens"].as_u64().unwrap() + u["completion_tokens"].as_u64().unwrap()),
+            == Some(
+                u["prompt_tokens"].as_u64().unwrap() + u["completion_tokens"].as_u64().unwrap(),
+            ),
         || format!("total: {u}"),
     )
 }
@@ -200,15 +214,25 @@ async fn streaming(c: &Ctx<'_>, m: &str) -> Check {
     let events = sse.json_events();
     let content_chunks = events
         .iter()
-        .filter(|e| e["choices"][0]["delta"]["content"].as_str().is_some_and(|s| !s.is_empty()))
+        .filter(|e| {
+            e["choices"][0]["delta"]["content"]
+                .as_str()
+                .is_some_and(|s| !s.is_empty())
+        })
         .count();
-    ensure(content_chunks >= 2, || format!("expected several content chunks: {}", sse.raw()))?;
+    ensure(content_chunks >= 2, || {
+        format!("expected several content chunks: {}", sse.raw())
+    })?;
     ensure(
-        events.iter().all(|e| e["object"] == "chat.completion.chunk" && e["model"] == m),
+        events
+            .iter()
+            .all(|e| e["object"] == "chat.completion.chunk" && e["model"] == m),
         || format!("chunk object/model: {}", sse.raw()),
     )?;
     ensure(
-        events.iter().any(|e| e["choices"][0]["finish_reason"] == "stop"),
+        events
+            .iter()
+            .any(|e| e["choices"][0]["finish_reason"] == "stop"),
         || format!("no finish_reason stop: {}", sse.raw()),
     )?;
     let usage = events.iter().rev().find(|e| e["usage"].is_object());
@@ -233,14 +257,21 @@ async fn tools(c: &Ctx<'_>, m: &str) -> Check {
     body["tools"] = serde_json::from_str(WEATHER_TOOL).unwrap();
     let v = c.ok(body.clone()).await?;
     let call = &choice(&v)["message"]["tool_calls"][0];
-    ensure(call["function"]["name"] == "get_weather", || format!("tool call: {v}"))?;
-    ensure(call["type"] == "function" && call["id"].as_str().is_some_and(|s| !s.is_empty()), || {
-        format!("tool call id/type: {v}")
+    ensure(call["function"]["name"] == "get_weather", || {
+        format!("tool call: {v}")
     })?;
+    ensure(
+        call["type"] == "function" && call["id"].as_str().is_some_and(|s| !s.is_empty()),
+        || format!("tool call id/type: {v}"),
+    )?;
     let args: Value = serde_json::from_str(call["function"]["arguments"].as_str().unwrap_or("x"))
         .map_err(|e| format!("arguments are not JSON ({e}): {v}"))?;
-    ensure(args == json!({"city": "Paris"}), || format!("arguments: {v}"))?;
-    ensure(choice(&v)["finish_reason"] == "tool_calls", || format!("finish: {v}"))?;
+    ensure(args == json!({"city": "Paris"}), || {
+        format!("arguments: {v}")
+    })?;
+    ensure(choice(&v)["finish_reason"] == "tool_calls", || {
+        format!("finish: {v}")
+    })?;
     // The tool result goes back, and the model answers in text.
     c.knobs(&[("content", "It is sunny")]);
     let id = call["id"].as_str().unwrap().to_string();
@@ -251,7 +282,9 @@ async fn tools(c: &Ctx<'_>, m: &str) -> Check {
         {"role": "tool", "tool_call_id": id, "content": "{\"sky\":\"sunny\"}"}
     ]);
     let v = c.ok(back).await?;
-    ensure(choice(&v)["message"]["content"] == "It is sunny", || format!("after tool: {v}"))?;
+    ensure(choice(&v)["message"]["content"] == "It is sunny", || {
+        format!("after tool: {v}")
+    })?;
     // Streamed tool call: the argument pieces add up.
     c.knobs(&[("tool_call", "1"), ("content", r#"{"city":"Paris"}"#)]);
     body["stream"] = json!(true);
@@ -266,12 +299,18 @@ async fn tools(c: &Ctx<'_>, m: &str) -> Check {
             }
         }
     }
-    ensure(name == "get_weather", || format!("streamed tool name {name:?}: {}", sse.raw()))?;
+    ensure(name == "get_weather", || {
+        format!("streamed tool name {name:?}: {}", sse.raw())
+    })?;
     let parsed: Value =
         serde_json::from_str(&args).map_err(|e| format!("streamed arguments {args:?}: {e}"))?;
-    ensure(parsed == json!({"city": "Paris"}), || format!("streamed args: {args}"))?;
+    ensure(parsed == json!({"city": "Paris"}), || {
+        format!("streamed args: {args}")
+    })?;
     ensure(
-        sse.json_events().iter().any(|e| e["choices"][0]["finish_reason"] == "tool_calls"),
+        sse.json_events()
+            .iter()
+            .any(|e| e["choices"][0]["finish_reason"] == "tool_calls"),
         || format!("streamed finish: {}", sse.raw()),
     )
 }
@@ -296,19 +335,25 @@ async fn json_mode(c: &Ctx<'_>, m: &str) -> Check {
     let mut body = user(m, "Answer in JSON");
     body["response_format"] = json!({"type": "json_object"});
     let v = c.ok(body).await?;
-    let text = choice(&v)["message"]["content"].as_str().unwrap_or("").to_string();
+    let text = choice(&v)["message"]["content"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
     let parsed: Value =
         serde_json::from_str(&text).map_err(|e| format!("content is not JSON ({e}): {v}"))?;
     ensure(parsed.is_object(), || format!("JSON object expected: {v}"))?;
-    ensure(choice(&v)["finish_reason"] == "stop", || format!("finish: {v}"))?;
+    ensure(choice(&v)["finish_reason"] == "stop", || {
+        format!("finish: {v}")
+    })?;
     let mut body = user(m, "Answer in JSON");
     body["response_format"] = json!({"type": "json_schema", "json_schema": {"name": "answer",
         "schema": {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}}});
     let v = c.ok(body).await?;
     let text = choice(&v)["message"]["content"].as_str().unwrap_or("");
-    ensure(serde_json::from_str::<Value>(text).is_ok_and(|p| p.is_object()), || {
-        format!("json_schema answer: {v}")
-    })
+    ensure(
+        serde_json::from_str::<Value>(text).is_ok_and(|p| p.is_object()),
+        || format!("json_schema answer: {v}"),
+    )
 }
 
 async fn stop_and_length(c: &Ctx<'_>, m: &str) -> Check {
@@ -318,13 +363,19 @@ async fn stop_and_length(c: &Ctx<'_>, m: &str) -> Check {
     let v = c.ok(body).await?;
     let text = choice(&v)["message"]["content"].as_str().unwrap_or("");
     ensure(text.trim() == "alpha beta", || format!("cut at stop: {v}"))?;
-    ensure(choice(&v)["finish_reason"] == "stop", || format!("stop finish: {v}"))?;
+    ensure(choice(&v)["finish_reason"] == "stop", || {
+        format!("stop finish: {v}")
+    })?;
     let mut body = user(m, "go");
     body["max_tokens"] = json!(2);
     let v = c.ok(body).await?;
     let text = choice(&v)["message"]["content"].as_str().unwrap_or("");
-    ensure(text.trim() == "alpha beta", || format!("cut at max_tokens: {v}"))?;
-    ensure(choice(&v)["finish_reason"] == "length", || format!("length finish: {v}"))
+    ensure(text.trim() == "alpha beta", || {
+        format!("cut at max_tokens: {v}")
+    })?;
+    ensure(choice(&v)["finish_reason"] == "length", || {
+        format!("length finish: {v}")
+    })
 }
 
 async fn usage_details(c: &Ctx<'_>, m: &str, caps: Caps) -> Check {
@@ -336,12 +387,15 @@ async fn usage_details(c: &Ctx<'_>, m: &str, caps: Caps) -> Check {
     let v = c.ok(body).await?;
     let u = &v["usage"];
     if caps.cached_tokens {
-        ensure(u["prompt_tokens_details"]["cached_tokens"] == 3, || format!("cached: {u}"))?;
+        ensure(u["prompt_tokens_details"]["cached_tokens"] == 3, || {
+            format!("cached: {u}")
+        })?;
     }
     if caps.reasoning_tokens {
-        ensure(u["completion_tokens_details"]["reasoning_tokens"] == 5, || {
-            format!("reasoning: {u}")
-        })?;
+        ensure(
+            u["completion_tokens_details"]["reasoning_tokens"] == 5,
+            || format!("reasoning: {u}"),
+        )?;
     }
     ensure(
         u["prompt_tokens"].as_u64() >= Some(if caps.cached_tokens { 3 } else { 1 }),
@@ -358,24 +412,37 @@ async fn content_filter(c: &Ctx<'_>, m: &str) -> Check {
 }
 
 async fn errors(c: &Ctx<'_>, m: &str) -> Check {
-    for (status, want) in [("429", 429), ("400", 400), ("401", 401), ("500", 502), ("503", 502)] {
+    for (status, want) in [
+        ("429", 429),
+        ("400", 400),
+        ("401", 401),
+        ("500", 502),
+        ("503", 502),
+    ] {
         c.knobs(&[("status", status)]);
         let r = c.chat(user(m, "hi")).await;
         ensure(r.status.as_u16() == want, || {
-            format!("upstream {status} -> want {want}, got {}: {}", r.status, r.text())
+            format!(
+                "upstream {status} -> want {want}, got {}: {}",
+                r.status,
+                r.text()
+            )
         })?;
         let e = r.json();
         ensure(
-            e["error"]["message"].as_str().is_some_and(|s| !s.is_empty())
+            e["error"]["message"]
+                .as_str()
+                .is_some_and(|s| !s.is_empty())
                 && e["error"]["type"].is_string(),
             || format!("error body for {status}: {e}"),
         )?;
     }
     c.knobs(&[("status", "429"), ("retry_after", "7")]);
     let r = c.chat(user(m, "hi")).await;
-    ensure(r.status == 429 && r.header("retry-after") == Some("7"), || {
-        format!("429 keeps Retry-After: {} {:?}", r.status, r.headers)
-    })?;
+    ensure(
+        r.status == 429 && r.header("retry-after") == Some("7"),
+        || format!("429 keeps Retry-After: {} {:?}", r.status, r.headers),
+    )?;
     c.knobs(&[("error_code", "context_length_exceeded")]);
     let r = c.chat(user(m, "hi")).await;
     let e = r.json();
@@ -390,10 +457,14 @@ async fn timeouts(c: &Ctx<'_>, m: &str) -> Check {
     let mut body = user(m, "slow");
     body["timeout"] = json!(0.3);
     let r = c.chat(body.clone()).await;
-    ensure(r.status == 504, || format!("timeout -> 504, got {}: {}", r.status, r.text()))?;
+    ensure(r.status == 504, || {
+        format!("timeout -> 504, got {}: {}", r.status, r.text())
+    })?;
     body["stream"] = json!(true);
     let r = c.chat(body).await;
-    ensure(r.status == 504, || format!("stream timeout -> 504, got {}: {}", r.status, r.text()))
+    ensure(r.status == 504, || {
+        format!("stream timeout -> 504, got {}: {}", r.status, r.text())
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -434,6 +505,11 @@ async fn every_provider_passes_the_same_checks() {
         "{} conformance failures:\n{}\n--- gateway stderr (tail) ---\n{}",
         failures.len(),
         failures.join("\n"),
-        gw.stderr().lines().rev().take(30).collect::<Vec<_>>().join("\n")
+        gw.stderr()
+            .lines()
+            .rev()
+            .take(30)
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 }

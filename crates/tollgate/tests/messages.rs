@@ -58,7 +58,9 @@ async fn setup() -> (tollgate_mock::MockServer, Gateway) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn native_pass_through_to_anthropic() {
     let (mock, gw) = setup().await;
-    let r = anthropic_req(&gw, "/v1/messages", &msg("claude")).send().await;
+    let r = anthropic_req(&gw, "/v1/messages", &msg("claude"))
+        .send()
+        .await;
     r.expect_status(200);
     let v = r.json();
     assert_eq!(v["type"], "message", "{v}");
@@ -92,11 +94,25 @@ async fn native_pass_through_to_anthropic() {
     assert_eq!(resp.status(), 200);
     let sse = read_sse(resp.into_body()).await;
     let names: Vec<String> = sse.events.iter().filter_map(|e| e.event.clone()).collect();
-    assert_eq!(names.first().map(String::as_str), Some("message_start"), "{}", sse.raw());
-    assert_eq!(names.last().map(String::as_str), Some("message_stop"), "{}", sse.raw());
+    assert_eq!(
+        names.first().map(String::as_str),
+        Some("message_start"),
+        "{}",
+        sse.raw()
+    );
+    assert_eq!(
+        names.last().map(String::as_str),
+        Some("message_stop"),
+        "{}",
+        sse.raw()
+    );
     assert!(names.iter().any(|n| n == "content_block_delta"));
     assert!(names.iter().any(|n| n == "message_delta"));
-    let start = sse.events.iter().find(|e| e.event.as_deref() == Some("message_start")).unwrap();
+    let start = sse
+        .events
+        .iter()
+        .find(|e| e.event.as_deref() == Some("message_start"))
+        .unwrap();
     assert_eq!(start.json()["message"]["model"], "claude", "{}", sse.raw());
 
     // Spend: both requests are recorded with their tokens.
@@ -134,7 +150,10 @@ async fn messages_to_an_openai_deployment_are_translated_both_ways() {
     assert_eq!(v["type"], "message", "{v}");
     assert_eq!(v["role"], "assistant");
     assert_eq!(v["model"], "gpt");
-    assert_eq!(v["content"][0]["text"], "This is a mock response from tollgate.");
+    assert_eq!(
+        v["content"][0]["text"],
+        "This is a mock response from tollgate."
+    );
     assert_eq!(v["stop_reason"], "end_turn");
     assert_eq!(v["usage"]["output_tokens"], 7);
     // The upstream got an OpenAI chat request: the system prompt first.
@@ -142,7 +161,10 @@ async fn messages_to_an_openai_deployment_are_translated_both_ways() {
     let last = rec.last().unwrap();
     assert!(last.path.ends_with("/chat/completions"), "{}", last.path);
     let sent: Value = serde_json::from_slice(&last.body).unwrap();
-    assert_eq!(sent["messages"][0], json!({"role": "system", "content": "Be terse."}));
+    assert_eq!(
+        sent["messages"][0],
+        json!({"role": "system", "content": "Be terse."})
+    );
     assert_eq!(sent["model"], "gpt-4o-mini");
 
     // Streamed and translated.
@@ -157,7 +179,12 @@ async fn messages_to_an_openai_deployment_are_translated_both_ways() {
         .filter(|e| e.event.as_deref() == Some("content_block_delta"))
         .filter_map(|e| e.json()["delta"]["text"].as_str().map(str::to_string))
         .collect();
-    assert_eq!(text, "This is a mock response from tollgate.", "{}", sse.raw());
+    assert_eq!(
+        text,
+        "This is a mock response from tollgate.",
+        "{}",
+        sse.raw()
+    );
     let delta = sse
         .events
         .iter()
@@ -165,7 +192,10 @@ async fn messages_to_an_openai_deployment_are_translated_both_ways() {
         .unwrap()
         .json();
     assert_eq!(delta["delta"]["stop_reason"], "end_turn");
-    assert!(delta["usage"]["output_tokens"].as_u64() > Some(0), "{delta}");
+    assert!(
+        delta["usage"]["output_tokens"].as_u64() > Some(0),
+        "{delta}"
+    );
 
     // Tool use: Anthropic tools in, a tool_use block out.
     mock.set_faults(&[("tool_call", "1"), ("content", r#"{"city":"Paris"}"#)])
@@ -173,7 +203,10 @@ async fn messages_to_an_openai_deployment_are_translated_both_ways() {
     let mut body = msg("gpt");
     body["tools"] = json!([{"name": "get_weather", "description": "weather",
         "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}]);
-    let v = anthropic_req(&gw, "/v1/messages", &body).send().await.json();
+    let v = anthropic_req(&gw, "/v1/messages", &body)
+        .send()
+        .await
+        .json();
     mock.clear_faults();
     assert_eq!(v["stop_reason"], "tool_use", "{v}");
     let block = v["content"]
@@ -191,19 +224,29 @@ async fn messages_to_an_openai_deployment_are_translated_both_ways() {
 async fn count_tokens_natively_or_estimated() {
     let (mock, gw) = setup().await;
     let body = json!({"model": "claude", "messages": [{"role": "user", "content": "Count these few words please"}]});
-    let r = anthropic_req(&gw, "/v1/messages/count_tokens", &body).send().await;
+    let r = anthropic_req(&gw, "/v1/messages/count_tokens", &body)
+        .send()
+        .await;
     r.expect_status(200);
     assert!(r.json()["input_tokens"].as_u64().unwrap() > 0);
     assert!(
-        mock.recorded().iter().any(|r| r.path.ends_with("/v1/messages/count_tokens")),
+        mock.recorded()
+            .iter()
+            .any(|r| r.path.ends_with("/v1/messages/count_tokens")),
         "an Anthropic deployment counts natively"
     );
     let before = mock.recorded().len();
     let body = json!({"model": "gpt", "messages": [{"role": "user", "content": "Count these few words please"}]});
-    let r = anthropic_req(&gw, "/v1/messages/count_tokens", &body).send().await;
+    let r = anthropic_req(&gw, "/v1/messages/count_tokens", &body)
+        .send()
+        .await;
     r.expect_status(200);
     assert!(r.json()["input_tokens"].as_u64().unwrap() > 0);
-    assert_eq!(mock.recorded().len(), before, "other providers are estimated locally");
+    assert_eq!(
+        mock.recorded().len(),
+        before,
+        "other providers are estimated locally"
+    );
     gw.stop().await;
 }
 
@@ -224,7 +267,9 @@ async fn errors_on_the_messages_routes_are_anthropic_shaped() {
     assert_eq!(v["error"]["type"], "authentication_error");
     assert!(v["error"]["message"].as_str().unwrap().len() > 5);
     // An unknown model.
-    let r = anthropic_req(&gw, "/v1/messages", &msg("nope")).send().await;
+    let r = anthropic_req(&gw, "/v1/messages", &msg("nope"))
+        .send()
+        .await;
     assert_eq!(r.status, 400);
     assert_eq!(r.json()["error"]["type"], "invalid_request_error");
     // Malformed JSON.
@@ -246,7 +291,13 @@ async fn errors_on_the_messages_routes_are_anthropic_shaped() {
     .await;
     assert_eq!(r.status, 400);
     let v = r.json();
-    assert!(v["error"]["message"].as_str().unwrap().contains("max_tokens"), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_tokens"),
+        "{v}"
+    );
     // The OpenAI routes keep OpenAI's shape.
     let r = gw.post("/v1/chat/completions", &chat("nope")).send().await;
     assert!(r.json()["error"]["message"].is_string());
@@ -269,11 +320,22 @@ async fn model_info_reports_provider_mode_context_and_prices() {
     let claude = data.iter().find(|d| d["model_name"] == "claude").unwrap();
     assert_eq!(claude["model_info"]["litellm_provider"], "anthropic");
     // Prices and the context window of a known model come from the price table.
-    assert!(claude["model_info"]["max_input_tokens"].as_u64().unwrap() >= 200_000, "{claude}");
-    assert!(claude["model_info"]["input_cost_per_token"].as_f64().unwrap() > 0.0);
+    assert!(
+        claude["model_info"]["max_input_tokens"].as_u64().unwrap() >= 200_000,
+        "{claude}"
+    );
+    assert!(
+        claude["model_info"]["input_cost_per_token"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
     // No secret anywhere.
     let text = v.to_string();
-    assert!(!text.contains(UPSTREAM_KEY) && !text.contains(KEY), "{text}");
+    assert!(
+        !text.contains(UPSTREAM_KEY) && !text.contains(KEY),
+        "{text}"
+    );
 
     let models = gw.get("/v1/models").send().await.json();
     let owners: Vec<(&str, &str)> = models["data"]

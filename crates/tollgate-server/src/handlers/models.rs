@@ -119,11 +119,17 @@ fn deployment_info(e: &tollgate_router::Entry<crate::state::Upstream>) -> Value 
     );
     put(
         "max_input_tokens",
-        json!(mi.max_input_tokens.or(price.and_then(|p| p.max_input_tokens))),
+        json!(
+            mi.max_input_tokens
+                .or(price.and_then(|p| p.max_input_tokens))
+        ),
     );
     put(
         "max_output_tokens",
-        json!(mi.max_output_tokens.or(price.and_then(|p| p.max_output_tokens))),
+        json!(
+            mi.max_output_tokens
+                .or(price.and_then(|p| p.max_output_tokens))
+        ),
     );
     put(
         "input_cost_per_token",
