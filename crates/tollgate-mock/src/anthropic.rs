@@ -114,11 +114,7 @@ enum Answer {
 }
 
 pub(crate) async fn route(shared: &Shared, req: &Req<'_>) -> Response<MockBody> {
-    let path = req
-        .path
-        .strip_prefix("/v1")
-        .filter(|p| p.starts_with('/'))
-        .unwrap_or(req.path);
+    let path = crate::router::without_v1(req.path);
     let count_only = match (req.method, path) {
         (&Method::POST, "/messages") => false,
         (&Method::POST, "/messages/count_tokens") => true,
@@ -593,16 +589,7 @@ async fn faults(
     model: &str,
     prompt_tokens: u64,
 ) -> Option<Response<MockBody>> {
-    if knobs.hang {
-        std::future::pending::<()>().await;
-    }
-    if let Some(latency) = knobs.latency.filter(|d| !d.is_zero()) {
-        tokio::time::sleep(latency).await;
-    }
-    let status = knobs.decide(
-        |n| shared.should_fail(knobs.fail_key(Some(model)), n),
-        fastrand::f64,
-    )?;
+    let status = crate::router::fault_status(shared, knobs, Some(model)).await?;
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let message = match knobs.error_code.as_deref() {
         Some("context_length_exceeded") => format!(

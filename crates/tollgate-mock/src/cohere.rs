@@ -157,16 +157,7 @@ async fn faults(
     model: Option<&str>,
     prompt_tokens: u64,
 ) -> Option<Response<MockBody>> {
-    if knobs.hang {
-        std::future::pending::<()>().await;
-    }
-    if let Some(latency) = knobs.latency.filter(|d| !d.is_zero()) {
-        tokio::time::sleep(latency).await;
-    }
-    let status = knobs.decide(
-        |n| shared.should_fail(knobs.fail_key(model), n),
-        fastrand::f64,
-    )?;
+    let status = crate::router::fault_status(shared, knobs, model).await?;
     Some(knob_failure(
         status,
         knobs.retry_after,

@@ -1044,16 +1044,7 @@ enum Fault {
 
 /// `hang`, `latency_ms` and the failure knobs (see `router::apply_faults`), answered in Google's words.
 async fn faults(shared: &Shared, knobs: &Knobs, model: &str, prompt_tokens: u64) -> Option<Fault> {
-    if knobs.hang {
-        std::future::pending::<()>().await;
-    }
-    if let Some(latency) = knobs.latency.filter(|d| !d.is_zero()) {
-        tokio::time::sleep(latency).await;
-    }
-    let status = knobs.decide(
-        |n| shared.should_fail(knobs.fail_key(Some(model)), n),
-        fastrand::f64,
-    )?;
+    let status = crate::router::fault_status(shared, knobs, Some(model)).await?;
     let code = knobs.error_code.as_deref();
     let safety = matches!(code, Some("content_policy_violation" | "content_filter"));
     if safety && knobs.status.is_none() {

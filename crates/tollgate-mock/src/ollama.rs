@@ -53,11 +53,7 @@ const TAGS: &[(&str, &str, &str)] = &[
 ];
 
 pub(crate) async fn route(shared: &Shared, req: &Req<'_>) -> Response<MockBody> {
-    let path = req
-        .path
-        .strip_prefix("/v1")
-        .filter(|p| p.starts_with('/'))
-        .unwrap_or(req.path);
+    let path = crate::router::without_v1(req.path);
     match (req.method, path) {
         (&Method::POST, "/api/chat") => chat(shared, req.headers, req.body).await,
         (&Method::POST, "/api/generate") => generate(shared, req.headers, req.body).await,
@@ -204,22 +200,29 @@ fn model_required() -> Response<MockBody> {
 
 /// `hang`, `latency_ms` and the failure knobs, with Ollama's error bodies.
 async fn faults(shared: &Shared, knobs: &Knobs, model: Option<&str>) -> Option<Response<MockBody>> {
-    if knobs.hang {
-        std::future::pending::<()>().await;
-    }
-    if let Some(latency) = knobs.latency.filter(|d| !d.is_zero()) {
-        tokio::time::sleep(latency).await;
-    }
-    let status = knobs.decide(
-        |n| shared.should_fail(knobs.fail_key(model), n),
-        fastrand::f64,
-    )?;
+    let status = crate::router::fault_status(shared, knobs, model).await?;
     Some(failure(
         status,
         knobs.retry_after,
         knobs.error_code.as_deref(),
         model.map_or("", |m| split_model(m).0),
     ))
+}
+
+/// The request's knobs once their faults are applied; `Err` is the answer to send instead (a bad knob or a
+/// fault).
+async fn knobs_after_faults(
+    shared: &Shared,
+    headers: &HeaderMap,
+    model: Option<&str>,
+) -> Result<Knobs, Response<MockBody>> {
+    let knobs = shared
+        .knobs(headers, model)
+        .map_err(|msg| error(StatusCode::BAD_REQUEST, &msg))?;
+    match faults(shared, &knobs, model).await {
+        Some(resp) => Err(resp),
+        None => Ok(knobs),
+    }
 }
 
 /// The failure the knobs ask for, in Ollama's words.
@@ -378,13 +381,10 @@ async fn chat(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response<Moc
     if req.model.is_empty() {
         return model_required();
     }
-    let knobs = match shared.knobs(headers, Some(&req.model)) {
+    let knobs = match knobs_after_faults(shared, headers, Some(&req.model)).await {
         Ok(k) => k,
-        Err(msg) => return error(StatusCode::BAD_REQUEST, &msg),
+        Err(resp) => return resp,
     };
-    if let Some(resp) = faults(shared, &knobs, Some(&req.model)).await {
-        return resp;
-    }
     let stream = req.stream.unwrap_or(true);
     if req.messages.is_empty() {
         let mut out = String::new();
@@ -428,13 +428,10 @@ async fn generate(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response
     if req.model.is_empty() {
         return model_required();
     }
-    let knobs = match shared.knobs(headers, Some(&req.model)) {
+    let knobs = match knobs_after_faults(shared, headers, Some(&req.model)).await {
         Ok(k) => k,
-        Err(msg) => return error(StatusCode::BAD_REQUEST, &msg),
+        Err(resp) => return resp,
     };
-    if let Some(resp) = faults(shared, &knobs, Some(&req.model)).await {
-        return resp;
-    }
     let stream = req.stream.unwrap_or(true);
     let prompt = req.prompt.as_deref().unwrap_or("");
     if prompt.is_empty() {
@@ -696,13 +693,10 @@ async fn embed(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response<Mo
         }
         Some(_) => return error(StatusCode::BAD_REQUEST, "invalid input type"),
     };
-    let knobs = match shared.knobs(headers, Some(&req.model)) {
+    let knobs = match knobs_after_faults(shared, headers, Some(&req.model)).await {
         Ok(k) => k,
-        Err(msg) => return error(StatusCode::BAD_REQUEST, &msg),
+        Err(resp) => return resp,
     };
-    if let Some(resp) = faults(shared, &knobs, Some(&req.model)).await {
-        return resp;
-    }
     if knobs.reset_after_chunks.is_some() {
         return respond::aborted_json();
     }
@@ -742,13 +736,10 @@ async fn legacy_embeddings(
     if req.model.is_empty() {
         return model_required();
     }
-    let knobs = match shared.knobs(headers, Some(&req.model)) {
+    let knobs = match knobs_after_faults(shared, headers, Some(&req.model)).await {
         Ok(k) => k,
-        Err(msg) => return error(StatusCode::BAD_REQUEST, &msg),
+        Err(resp) => return resp,
     };
-    if let Some(resp) = faults(shared, &knobs, Some(&req.model)).await {
-        return resp;
-    }
     if knobs.reset_after_chunks.is_some() {
         return respond::aborted_json();
     }
@@ -765,11 +756,7 @@ async fn legacy_embeddings(
 }
 
 async fn tags(shared: &Shared, headers: &HeaderMap) -> Response<MockBody> {
-    let knobs = match shared.knobs(headers, None) {
-        Ok(k) => k,
-        Err(msg) => return error(StatusCode::BAD_REQUEST, &msg),
-    };
-    if let Some(resp) = faults(shared, &knobs, None).await {
+    if let Err(resp) = knobs_after_faults(shared, headers, None).await {
         return resp;
     }
     let mut out = String::from("{\"models\":[");

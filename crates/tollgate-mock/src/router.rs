@@ -80,10 +80,7 @@ pub(crate) struct Req<'a> {
 
 async fn route(shared: &Shared, req: &Req<'_>) -> Response<MockBody> {
     let (method, path, headers, body) = (req.method, req.path, req.headers, req.body);
-    let p = path
-        .strip_prefix("/v1")
-        .filter(|p| p.starts_with('/'))
-        .unwrap_or(path);
+    let p = without_v1(path);
     let endpoint = Endpoint::of(method, p);
     shared.count_endpoint(endpoint);
     // Bedrock authenticates with SigV4, checked by its module.
@@ -183,6 +180,22 @@ pub(crate) async fn apply_faults(
     model: Option<&str>,
     prompt_tokens: u64,
 ) -> Option<Response<MockBody>> {
+    let status = fault_status(shared, knobs, model).await?;
+    Some(respond::knob_failure(
+        status,
+        knobs.retry_after,
+        knobs.error_code.as_deref(),
+        prompt_tokens,
+    ))
+}
+
+/// Waits out `hang` and `latency_ms`, then applies the failure knobs: `Some` is the status this request fails
+/// with. Each provider's mock turns it into its own error body.
+pub(crate) async fn fault_status(
+    shared: &Shared,
+    knobs: &Knobs,
+    model: Option<&str>,
+) -> Option<u16> {
     if knobs.hang {
         // Never answers: the future is dropped when the client goes away
         // (or when the server shuts down).
@@ -191,16 +204,17 @@ pub(crate) async fn apply_faults(
     if let Some(latency) = knobs.latency.filter(|d| !d.is_zero()) {
         tokio::time::sleep(latency).await;
     }
-    let status = knobs.decide(
+    knobs.decide(
         |n| shared.should_fail(knobs.fail_key(model), n),
         fastrand::f64,
-    )?;
-    Some(respond::knob_failure(
-        status,
-        knobs.retry_after,
-        knobs.error_code.as_deref(),
-        prompt_tokens,
-    ))
+    )
+}
+
+/// `path` without a leading `/v1` (the mocks answer with and without it).
+pub(crate) fn without_v1(path: &str) -> &str {
+    path.strip_prefix("/v1")
+        .filter(|p| p.starts_with('/'))
+        .unwrap_or(path)
 }
 
 /// One `data: <json>\n\n` SSE event.

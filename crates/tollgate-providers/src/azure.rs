@@ -15,10 +15,8 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue, USER_AGENT};
-use http::{HeaderMap, Method, Request, StatusCode, Uri};
-use http_body_util::Full;
+use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName};
+use http::{HeaderMap, StatusCode, Uri};
 use tollgate_config::Deployment;
 use tollgate_core::url::public_url;
 use tollgate_core::wire::JsonObject;
@@ -26,7 +24,9 @@ use tollgate_core::{GatewayError, UpstreamFailure};
 
 use crate::openai::{rewrite_request, rewrite_response, transform_stream, upstream_error};
 use crate::translate::{self, ParamPolicy, Sent, param_str};
-use crate::{BoxFuture, BuildContext, BuildError, Call, Endpoint, HttpClient, Provider, Reply};
+use crate::{
+    BoxFuture, BuildContext, BuildError, Call, Endpoint, HttpClient, Provider, Reply, upstream,
+};
 
 /// LiteLLM's `AZURE_DEFAULT_API_VERSION`, used when neither `api_version` nor `AZURE_API_VERSION` is set.
 pub const DEFAULT_API_VERSION: &str = "2025-02-01-preview";
@@ -190,14 +190,8 @@ fn encode_segment(s: &str) -> String {
 impl AzureProvider {
     pub fn new(d: &Deployment, ctx: &BuildContext<'_>) -> Result<Self, BuildError> {
         let env = ctx.env;
-        let invalid = |message: String| BuildError::Invalid {
-            model_name: d.model_name.clone(),
-            message,
-        };
-        let from_env = |vars: &[&str]| {
-            vars.iter()
-                .find_map(|v| env.get(v).filter(|s| !s.is_empty()))
-        };
+        let invalid = |message: String| BuildError::invalid(d, message);
+        let from_env = |vars: &[&str]| upstream::first_env(env, vars);
         let base = d
             .api_base
             .clone()
@@ -210,12 +204,7 @@ impl AzureProvider {
                 )
             })?;
         let base = base.trim_end_matches('/').to_string();
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(invalid(format!(
-                "api_base `{}` must start with http:// or https://",
-                public_url(&base)
-            )));
-        }
+        upstream::require_http(&base).map_err(invalid)?;
         let configured_version = d
             .api_version
             .clone()
@@ -226,12 +215,7 @@ impl AzureProvider {
             .unwrap_or_else(|| DEFAULT_RESPONSES_API_VERSION.to_string());
         let api_version = configured_version.unwrap_or_else(|| DEFAULT_API_VERSION.to_string());
 
-        let mut headers = HeaderMap::new();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        headers.insert(
-            USER_AGENT,
-            HeaderValue::from_static(concat!("tollgate/", env!("CARGO_PKG_VERSION"))),
-        );
+        let mut headers = upstream::default_headers();
         let key = d
             .api_key
             .as_ref()
@@ -241,18 +225,7 @@ impl AzureProvider {
         let ad_token = param_str(d, "azure_ad_token")
             .map(str::to_string)
             .or_else(|| from_env(&["AZURE_AD_TOKEN"]));
-        let sensitive = |v: String, what: &str| {
-            HeaderValue::from_str(&v)
-                .map(|mut h| {
-                    h.set_sensitive(true);
-                    h
-                })
-                .map_err(|_| {
-                    invalid(format!(
-                        "{what} contains characters not allowed in a header"
-                    ))
-                })
-        };
+        let sensitive = |v: String, what: &str| upstream::sensitive(&v, what).map_err(invalid);
         match (key, ad_token) {
             (Some(key), _) => {
                 headers.insert(
@@ -285,16 +258,7 @@ impl AzureProvider {
                 }
             }
         }
-        for (k, v) in &d.extra_headers {
-            let name = HeaderName::from_bytes(k.as_bytes())
-                .map_err(|_| invalid(format!("extra_headers: `{k}` is not a valid header name")))?;
-            let value = HeaderValue::from_str(v).map_err(|_| {
-                invalid(format!(
-                    "extra_headers: value of `{k}` is not a valid header value"
-                ))
-            })?;
-            headers.insert(name, value);
-        }
+        upstream::insert_extra_headers(&mut headers, &d.extra_headers).map_err(invalid)?;
         let uris = Uris::new(&base, &d.model, &api_version, &responses_version)
             .map_err(|e| invalid(format!("api_base does not make a valid URL: {e}")))?;
         Ok(AzureProvider {
@@ -341,8 +305,7 @@ impl Provider for AzureProvider {
 impl Inner {
     /// The URL for this call: the cached one, or (for a wildcard deployment) one built for the model asked for.
     fn uri(&self, call: &Call) -> Result<Uri, GatewayError> {
-        let unsupported =
-            || GatewayError::invalid(format!("azure does not serve {}", call.endpoint.path()));
+        let unsupported = || upstream::not_served("azure", call.endpoint);
         if call.upstream_model == self.deployment {
             return self.uris.get(call.endpoint).ok_or_else(unsupported);
         }
@@ -372,16 +335,7 @@ impl Inner {
                 .map_err(|e| GatewayError::MalformedJson(e.to_string()))?;
             tollgate_core::wire::replace_model(&obj, &call.upstream_model)
         };
-        let mut req = Request::builder()
-            .method(Method::POST)
-            .uri(uri)
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| GatewayError::Internal(format!("building upstream request: {e}")))?;
-        *req.headers_mut() = self.headers.clone();
-        if let Ok(v) = HeaderValue::from_str(&call.request_id) {
-            req.headers_mut()
-                .insert(HeaderName::from_static("x-request-id"), v);
-        }
+        let req = upstream::post(uri, body, &self.headers, &call.request_id)?;
         let sent = translate::send(
             &self.client,
             req,
@@ -464,9 +418,10 @@ mod tests {
     use std::path::Path;
     use std::time::Duration;
 
+    use bytes::Bytes;
     use futures_util::StreamExt;
     use tollgate_config::{Env, Overrides, load_str};
-    use tollgate_mock::{MockOptions, MockServer};
+    use tollgate_mock::MockServer;
 
     use super::*;
 
@@ -734,15 +689,7 @@ mod tests {
     }
 
     async fn mock() -> MockServer {
-        MockServer::start(
-            "127.0.0.1:0".parse().unwrap(),
-            MockOptions {
-                api_key: Some(KEY.into()),
-                record: true,
-            },
-        )
-        .await
-        .unwrap()
+        crate::test_support::recording_mock(KEY).await
     }
 
     fn against(mock: &MockServer, extra: &str) -> AzureProvider {

@@ -16,11 +16,9 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use base64::Engine as _;
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER, USER_AGENT};
-use http::{HeaderMap, Method, Request, StatusCode, Uri};
-use http_body_util::Full;
+use http::header::AUTHORIZATION;
+use http::{HeaderMap, StatusCode, Uri};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -30,6 +28,7 @@ use tollgate_core::wire::json_string;
 use tollgate_core::{GatewayError, UpstreamFailure, Usage};
 
 use crate::translate::{self, ParamPolicy, Sent, param_str};
+use crate::upstream;
 use crate::{BoxFuture, BuildContext, BuildError, Call, Endpoint, HttpClient, Provider, Reply};
 
 /// Cohere's API when neither `api_base` nor `COHERE_API_BASE` is set.
@@ -80,14 +79,8 @@ fn api_root(base: &str) -> &str {
 impl CohereProvider {
     pub fn new(d: &Deployment, ctx: &BuildContext<'_>) -> Result<Self, BuildError> {
         let env = ctx.env;
-        let invalid = |message: String| BuildError::Invalid {
-            model_name: d.model_name.clone(),
-            message,
-        };
-        let from_env = |vars: &[&str]| {
-            vars.iter()
-                .find_map(|v| env.get(v).filter(|s| !s.is_empty()))
-        };
+        let invalid = |message: String| BuildError::invalid(d, message);
+        let from_env = |vars: &[&str]| upstream::first_env(env, vars);
         let base = d
             .api_base
             .clone()
@@ -95,12 +88,7 @@ impl CohereProvider {
             .or_else(|| from_env(&["COHERE_API_BASE"]))
             .unwrap_or_else(|| DEFAULT_API_BASE.to_string());
         let root = api_root(&base).to_string();
-        if !(root.starts_with("http://") || root.starts_with("https://")) {
-            return Err(invalid(format!(
-                "api_base `{}` must start with http:// or https://",
-                public_url(&root)
-            )));
-        }
+        upstream::require_http(&root).map_err(invalid)?;
         let uri = |path: &str| {
             format!("{root}{path}").parse::<Uri>().map_err(|e| {
                 invalid(format!(
@@ -109,12 +97,7 @@ impl CohereProvider {
                 ))
             })
         };
-        let mut headers = HeaderMap::new();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        headers.insert(
-            USER_AGENT,
-            HeaderValue::from_static(concat!("tollgate/", env!("CARGO_PKG_VERSION"))),
-        );
+        let mut headers = upstream::default_headers();
         let key = d
             .api_key
             .as_ref()
@@ -122,22 +105,10 @@ impl CohereProvider {
             .filter(|k| !k.is_empty())
             .or_else(|| from_env(&["COHERE_API_KEY", "CO_API_KEY"]));
         if let Some(key) = key {
-            let mut v = HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| {
-                invalid("api_key contains characters not allowed in a header".into())
-            })?;
-            v.set_sensitive(true);
+            let v = upstream::sensitive(&format!("Bearer {key}"), "api_key").map_err(invalid)?;
             headers.insert(AUTHORIZATION, v);
         }
-        for (k, v) in &d.extra_headers {
-            let name = HeaderName::from_bytes(k.as_bytes())
-                .map_err(|_| invalid(format!("extra_headers: `{k}` is not a valid header name")))?;
-            let value = HeaderValue::from_str(v).map_err(|_| {
-                invalid(format!(
-                    "extra_headers: value of `{k}` is not a valid header value"
-                ))
-            })?;
-            headers.insert(name, value);
-        }
+        upstream::insert_extra_headers(&mut headers, &d.extra_headers).map_err(invalid)?;
         Ok(CohereProvider {
             inner: Arc::new(Inner {
                 name: d.model_name.clone(),
@@ -172,10 +143,7 @@ impl Provider for CohereProvider {
             match call.endpoint {
                 Endpoint::Embeddings => inner.embed(call).await,
                 Endpoint::Rerank => inner.rerank(call).await,
-                e => Err(GatewayError::invalid(format!(
-                    "cohere does not serve {}",
-                    e.path()
-                ))),
+                e => Err(upstream::not_served("cohere", e)),
             }
         })
     }
@@ -183,16 +151,7 @@ impl Provider for CohereProvider {
 
 impl Inner {
     async fn send(&self, uri: &Uri, body: Vec<u8>, call: &Call) -> Result<Bytes, GatewayError> {
-        let mut req = Request::builder()
-            .method(Method::POST)
-            .uri(uri.clone())
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| GatewayError::Internal(format!("building upstream request: {e}")))?;
-        *req.headers_mut() = self.headers.clone();
-        if let Ok(v) = HeaderValue::from_str(&call.request_id) {
-            req.headers_mut()
-                .insert(HeaderName::from_static("x-request-id"), v);
-        }
+        let req = upstream::post(uri.clone(), body, &self.headers, &call.request_id)?;
         match translate::send(
             &self.client,
             req,
@@ -392,39 +351,8 @@ fn embeddings_response(
                 .map(|t| t.chars().count().div_ceil(4) as u64)
                 .sum()
         });
-    let mut out =
-        Vec::with_capacity(64 + vectors.iter().map(|v| v.get().len() + 48).sum::<usize>());
-    out.extend_from_slice(b"{\"object\":\"list\",\"data\":[");
-    for (i, v) in vectors.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        out.extend_from_slice(b"{\"object\":\"embedding\",\"index\":");
-        out.extend_from_slice(i.to_string().as_bytes());
-        out.extend_from_slice(b",\"embedding\":");
-        if req.base64 {
-            let floats: Vec<f32> =
-                serde_json::from_str(v.get()).map_err(|e| format!("embedding {i}: {e}"))?;
-            let le: Vec<u8> = floats.iter().flat_map(|f| f.to_le_bytes()).collect();
-            out.push(b'"');
-            out.extend_from_slice(
-                base64::engine::general_purpose::STANDARD
-                    .encode(le)
-                    .as_bytes(),
-            );
-            out.push(b'"');
-        } else {
-            out.extend_from_slice(v.get().as_bytes());
-        }
-        out.push(b'}');
-    }
-    out.extend_from_slice(b"],\"model\":");
-    out.extend_from_slice(&json_string(requested_model));
-    out.extend_from_slice(b",\"usage\":{\"prompt_tokens\":");
-    out.extend_from_slice(tokens.to_string().as_bytes());
-    out.extend_from_slice(b",\"total_tokens\":");
-    out.extend_from_slice(tokens.to_string().as_bytes());
-    out.extend_from_slice(b"}}");
+    let out = translate::embeddings_list(&vectors, req.base64, requested_model, tokens)
+        .map_err(|(i, e)| format!("embedding {i}: {e}"))?;
     let usage = Usage {
         prompt_tokens: tokens,
         total_tokens: tokens,
@@ -554,15 +482,7 @@ pub fn cohere_error(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Gat
         .ok()
         .and_then(|b| b.message)
         .filter(|m| !m.is_empty())
-        .unwrap_or_else(|| {
-            let text = String::from_utf8_lossy(body);
-            let text: String = text.trim().chars().take(500).collect();
-            if text.is_empty() {
-                format!("upstream returned {status}")
-            } else {
-                text
-            }
-        });
+        .unwrap_or_else(|| translate::error_text(body, "upstream", status));
     let lower = message.to_ascii_lowercase();
     let code = if lower.starts_with("too many tokens") && !lower.contains("max tokens must") {
         Some("context_length_exceeded".to_string())
@@ -581,10 +501,7 @@ pub fn cohere_error(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Gat
         error_type: None,
         param: None,
         code,
-        retry_after: headers
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string),
+        retry_after: translate::retry_after(headers),
     }))
 }
 
@@ -593,9 +510,11 @@ mod tests {
     use std::path::Path;
     use std::time::Duration;
 
+    use base64::Engine as _;
+    use http::header::HeaderValue;
     use serde_json::json;
     use tollgate_config::{Env, Overrides, load_str};
-    use tollgate_mock::{MockOptions, MockServer};
+    use tollgate_mock::MockServer;
 
     use super::*;
 
@@ -767,7 +686,7 @@ mod tests {
     #[test]
     fn error_mapping() {
         let mut h = HeaderMap::new();
-        h.insert(RETRY_AFTER, HeaderValue::from_static("9"));
+        h.insert(http::header::RETRY_AFTER, HeaderValue::from_static("9"));
         let e = cohere_error(
             StatusCode::TOO_MANY_REQUESTS,
             &h,
@@ -832,15 +751,7 @@ mod tests {
     }
 
     async fn mock() -> MockServer {
-        MockServer::start(
-            "127.0.0.1:0".parse().unwrap(),
-            MockOptions {
-                api_key: Some(KEY.into()),
-                record: true,
-            },
-        )
-        .await
-        .unwrap()
+        crate::test_support::recording_mock(KEY).await
     }
 
     fn against(mock: &MockServer, extra: &str) -> CohereProvider {

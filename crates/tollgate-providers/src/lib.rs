@@ -16,6 +16,10 @@ pub mod openai;
 pub mod sse;
 pub mod stream;
 pub mod translate;
+pub mod upstream;
+
+#[cfg(test)]
+mod test_support;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -171,6 +175,16 @@ pub enum BuildError {
     },
     #[error("deployment `{model_name}`: {message}")]
     Invalid { model_name: String, message: String },
+}
+
+impl BuildError {
+    /// `d`'s settings cannot make a working adapter; `message` says why.
+    pub fn invalid(d: &Deployment, message: String) -> BuildError {
+        BuildError::Invalid {
+            model_name: d.model_name.clone(),
+            message,
+        }
+    }
 }
 
 /// What building an adapter needs besides the deployment.

@@ -5,11 +5,9 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use base64::Engine as _;
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER, USER_AGENT};
-use http::{HeaderMap, Method, Request, StatusCode, Uri};
-use http_body_util::Full;
+use http::header::AUTHORIZATION;
+use http::{HeaderMap, StatusCode, Uri};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -24,7 +22,9 @@ use crate::chat::{
 };
 use crate::stream::StreamOutcome;
 use crate::translate::{self, ParamPolicy, Sent, StreamTranslator, invalid_response};
-use crate::{BoxFuture, BuildContext, BuildError, Call, Endpoint, HttpClient, Provider, Reply};
+use crate::{
+    BoxFuture, BuildContext, BuildError, Call, Endpoint, HttpClient, Provider, Reply, upstream,
+};
 
 /// Where Ollama listens when neither `api_base` nor `OLLAMA_API_BASE` says otherwise.
 pub const DEFAULT_API_BASE: &str = "http://localhost:11434";
@@ -160,10 +160,7 @@ struct Inner {
 
 impl OllamaProvider {
     pub fn new(d: &Deployment, ctx: &BuildContext<'_>) -> Result<Self, BuildError> {
-        let invalid = |message: String| BuildError::Invalid {
-            model_name: d.model_name.clone(),
-            message,
-        };
+        let invalid = |message: String| BuildError::invalid(d, message);
         let from_env = |var: &str| ctx.env.get(var).filter(|v| !v.is_empty());
         let base = d
             .api_base
@@ -184,12 +181,7 @@ impl OllamaProvider {
                 break;
             }
         }
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(invalid(format!(
-                "api_base `{}` must start with http:// or https://",
-                public_url(base)
-            )));
-        }
+        upstream::require_http(base).map_err(invalid)?;
         let public_base = public_url(base);
         let uri = |path: &str| {
             format!("{base}{path}")
@@ -199,34 +191,17 @@ impl OllamaProvider {
         let (chat_uri, generate_uri, embed_uri) =
             (uri("/api/chat")?, uri("/api/generate")?, uri("/api/embed")?);
 
-        let mut headers = HeaderMap::new();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        headers.insert(
-            USER_AGENT,
-            HeaderValue::from_static(concat!("tollgate/", env!("CARGO_PKG_VERSION"))),
-        );
+        let mut headers = upstream::default_headers();
         // Ollama itself takes no key; a key is for ollama.com (turbo) or an authenticating proxy.
         let key = match &d.api_key {
             Some(k) => Some(k.expose().to_string()),
             None => from_env("OLLAMA_API_KEY"),
         };
         if let Some(key) = key.filter(|k| !k.is_empty()) {
-            let mut v = HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| {
-                invalid("api_key contains characters not allowed in a header".into())
-            })?;
-            v.set_sensitive(true);
+            let v = upstream::sensitive(&format!("Bearer {key}"), "api_key").map_err(invalid)?;
             headers.insert(AUTHORIZATION, v);
         }
-        for (k, v) in &d.extra_headers {
-            let name = HeaderName::from_bytes(k.as_bytes())
-                .map_err(|_| invalid(format!("extra_headers: `{k}` is not a valid header name")))?;
-            let value = HeaderValue::from_str(v).map_err(|_| {
-                invalid(format!(
-                    "extra_headers: value of `{k}` is not a valid header value"
-                ))
-            })?;
-            headers.insert(name, value);
-        }
+        upstream::insert_extra_headers(&mut headers, &d.extra_headers).map_err(invalid)?;
         let options = d
             .extra_params
             .iter()
@@ -376,13 +351,7 @@ impl Inner {
                     native,
                 )
             }
-            other => {
-                return Err(GatewayError::invalid(format!(
-                    "{} does not serve {}",
-                    self.name,
-                    other.path()
-                )));
-            }
+            other => return Err(upstream::not_served(self.name, other)),
         };
         Ok(Prepared { uri, body, answer })
     }
@@ -413,16 +382,7 @@ impl Inner {
     }
 
     async fn send(&self, call: Call, p: Prepared) -> Result<Reply, GatewayError> {
-        let mut req = Request::builder()
-            .method(Method::POST)
-            .uri(p.uri)
-            .body(Full::new(Bytes::from(p.body)))
-            .map_err(|e| GatewayError::Internal(format!("building upstream request: {e}")))?;
-        *req.headers_mut() = self.headers.clone();
-        if let Ok(v) = HeaderValue::from_str(&call.request_id) {
-            req.headers_mut()
-                .insert(HeaderName::from_static("x-request-id"), v);
-        }
+        let req = upstream::post(p.uri, p.body, &self.headers, &call.request_id)?;
         let stream = call.stream && !matches!(p.answer, Answer::Embeddings { .. });
         let sent = translate::send(
             &self.client,
@@ -1091,16 +1051,7 @@ fn embed_body(
             ));
         }
     }
-    let base64 = match req.encoding_format.as_deref() {
-        None | Some("float") => false,
-        Some("base64") => true,
-        Some(other) => {
-            return Err(GatewayError::invalid_param(
-                "encoding_format",
-                format!("`encoding_format` must be \"float\" or \"base64\", not {other:?}"),
-            ));
-        }
-    };
+    let base64 = translate::wants_base64(req.encoding_format.as_deref())?;
     let native = EmbedBody {
         model: &call.upstream_model,
         input,
@@ -1357,42 +1308,14 @@ fn embed_reply(
         invalid_response(deployment, "the Ollama embed answer has no `embeddings`")
     })?;
     let tokens = a.prompt_eval_count.unwrap_or(0);
-    let mut out = Vec::with_capacity(bytes.len() + 64 * vectors.len() + 128);
-    out.extend_from_slice(b"{\"object\":\"list\",\"data\":[");
-    for (i, v) in vectors.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        out.extend_from_slice(b"{\"object\":\"embedding\",\"index\":");
-        out.extend_from_slice(i.to_string().as_bytes());
-        out.extend_from_slice(b",\"embedding\":");
-        if base64 {
-            let floats: Vec<f32> = serde_json::from_str(v.get()).map_err(|e| {
-                invalid_response(
-                    deployment,
-                    format!("an Ollama embedding is not a list of numbers: {e}"),
-                )
-            })?;
-            let raw: Vec<u8> = floats.iter().flat_map(|f| f.to_le_bytes()).collect();
-            out.push(b'"');
-            out.extend_from_slice(
-                base64::engine::general_purpose::STANDARD
-                    .encode(raw)
-                    .as_bytes(),
-            );
-            out.push(b'"');
-        } else {
-            out.extend_from_slice(v.get().as_bytes());
-        }
-        out.push(b'}');
-    }
-    out.extend_from_slice(b"],\"model\":");
-    out.extend_from_slice(&to_vec(&requested_model)?);
-    out.extend_from_slice(b",\"usage\":{\"prompt_tokens\":");
-    out.extend_from_slice(tokens.to_string().as_bytes());
-    out.extend_from_slice(b",\"total_tokens\":");
-    out.extend_from_slice(tokens.to_string().as_bytes());
-    out.extend_from_slice(b"}}");
+    let out = translate::embeddings_list(&vectors, base64, requested_model, tokens).map_err(
+        |(_, e)| {
+            invalid_response(
+                deployment,
+                format!("an Ollama embedding is not a list of numbers: {e}"),
+            )
+        },
+    )?;
     let usage = Usage {
         prompt_tokens: tokens,
         total_tokens: tokens,
@@ -1465,21 +1388,10 @@ pub fn upstream_error(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> G
         #[serde(borrow)]
         error: Cow<'a, str>,
     }
-    let retry_after = headers
-        .get(RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let retry_after = translate::retry_after(headers);
     let message = match serde_json::from_slice::<Body<'_>>(body) {
         Ok(b) if !b.error.is_empty() => b.error.into_owned(),
-        _ => {
-            let text = String::from_utf8_lossy(body);
-            let text: String = text.trim().chars().take(500).collect();
-            if text.is_empty() {
-                format!("upstream returned {status}")
-            } else {
-                text
-            }
-        }
+        _ => translate::error_text(body, "upstream", status),
     };
     failure(status.as_u16(), message, retry_after)
 }
@@ -1689,7 +1601,9 @@ mod tests {
     use std::path::Path;
     use std::time::Duration;
 
+    use base64::Engine as _;
     use futures_util::StreamExt;
+    use http::header::HeaderValue;
     use serde_json::json;
     use tollgate_config::{Env, Overrides, load_str};
     use tollgate_mock::{MockOptions, MockServer};
@@ -2084,7 +1998,7 @@ mod tests {
             (400, Some("context_length_exceeded"))
         );
         let mut h = HeaderMap::new();
-        h.insert(RETRY_AFTER, HeaderValue::from_static("3"));
+        h.insert(http::header::RETRY_AFTER, HeaderValue::from_static("3"));
         let e = upstream_error(
             StatusCode::TOO_MANY_REQUESTS,
             &h,
@@ -2534,15 +2448,7 @@ mod tests {
 
     #[tokio::test]
     async fn sends_the_key_to_an_authenticating_server() {
-        let mock = MockServer::start(
-            "127.0.0.1:0".parse().unwrap(),
-            MockOptions {
-                api_key: Some("turbo-key".into()),
-                record: true,
-            },
-        )
-        .await
-        .unwrap();
+        let mock = crate::test_support::recording_mock("turbo-key").await;
         let base = format!("http://{}", mock.addr());
         let with_key = build(&format!(
             "{{model: ollama_chat/gpt-oss:120b, api_base: '{base}', api_key: turbo-key}}"

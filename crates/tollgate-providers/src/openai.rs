@@ -6,20 +6,20 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER, USER_AGENT};
-use http::{HeaderMap, Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
+use http::{HeaderMap, StatusCode};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use tollgate_config::Deployment;
 use tollgate_core::url::public_url;
 use tollgate_core::wire::{Edit, JsonObject, json_string, splice};
 use tollgate_core::{GatewayError, UpstreamFailure, Usage};
 
-use crate::compat;
 use crate::sse::{SseDecoder, SseEvent, encode};
 use crate::stream::{ChunkStream, StreamOutcome};
-use crate::translate::ParamPolicy;
+use crate::translate::{self, ParamPolicy};
 use crate::{BoxFuture, BuildContext, BuildError, Call, Endpoint, HttpClient, Provider, Reply};
+use crate::{compat, upstream};
 
 /// Largest upstream response body we buffer (non-streaming responses and error bodies).
 const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
@@ -46,10 +46,7 @@ struct Inner {
 impl OpenAiProvider {
     pub fn new(d: &Deployment, ctx: &BuildContext<'_>) -> Result<Self, BuildError> {
         let env = ctx.env;
-        let invalid = |message: String| BuildError::Invalid {
-            model_name: d.model_name.clone(),
-            message,
-        };
+        let invalid = |message: String| BuildError::invalid(d, message);
         let family = compat::family(&d.provider);
         let name: &'static str = match (d.provider.as_str(), family) {
             ("openai", _) => "openai",
@@ -57,10 +54,7 @@ impl OpenAiProvider {
             (_, Some(f)) => f.name,
             _ => "openai_compatible",
         };
-        let from_env = |vars: &[&str]| {
-            vars.iter()
-                .find_map(|v| env.get(v).filter(|s| !s.is_empty()))
-        };
+        let from_env = |vars: &[&str]| upstream::first_env(env, vars);
         let base = match (&d.api_base, name, family) {
             (Some(b), _, _) => b.clone(),
             (None, "openai", _) => from_env(&["OPENAI_API_BASE", "OPENAI_BASE_URL"])
@@ -95,17 +89,9 @@ impl OpenAiProvider {
             (None, Some(f)) => from_env(f.key_env),
             (None, None) => None,
         };
-        let mut headers = HeaderMap::new();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        headers.insert(
-            USER_AGENT,
-            HeaderValue::from_static(concat!("tollgate/", env!("CARGO_PKG_VERSION"))),
-        );
+        let mut headers = upstream::default_headers();
         if let Some(key) = key.filter(|k| !k.is_empty()) {
-            let mut v = HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| {
-                invalid("api_key contains characters not allowed in a header".into())
-            })?;
-            v.set_sensitive(true);
+            let v = upstream::sensitive(&format!("Bearer {key}"), "api_key").map_err(invalid)?;
             headers.insert(AUTHORIZATION, v);
         }
         if let Some(org) = &d.organization {
@@ -113,16 +99,7 @@ impl OpenAiProvider {
                 .map_err(|_| invalid("organization is not a valid header value".into()))?;
             headers.insert(HeaderName::from_static("openai-organization"), v);
         }
-        for (k, v) in &d.extra_headers {
-            let name = HeaderName::from_bytes(k.as_bytes())
-                .map_err(|_| invalid(format!("extra_headers: `{k}` is not a valid header name")))?;
-            let value = HeaderValue::from_str(v).map_err(|_| {
-                invalid(format!(
-                    "extra_headers: value of `{k}` is not a valid header value"
-                ))
-            })?;
-            headers.insert(name, value);
-        }
+        upstream::insert_extra_headers(&mut headers, &d.extra_headers).map_err(invalid)?;
         let public_base = public_url(&base);
         let uris = EndpointUris::new(&base)
             .map_err(|e| invalid(format!("api_base `{public_base}` is not a valid URL: {e}")))?;
@@ -308,10 +285,7 @@ pub fn upstream_error(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> G
         Some(serde_json::Value::Null) | None => None,
         Some(other) => Some(other.to_string()),
     };
-    let retry_after = headers
-        .get(RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let retry_after = translate::retry_after(headers);
     match serde_json::from_slice::<Envelope>(body) {
         Ok(Envelope { error }) => GatewayError::UpstreamStatus(Box::new(UpstreamFailure {
             status: status.as_u16(),
@@ -323,34 +297,23 @@ pub fn upstream_error(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> G
             code: as_text(error.code),
             retry_after,
         })),
-        Err(_) => {
-            let text = String::from_utf8_lossy(body);
-            let text = text.trim();
-            let mut message: String = text.chars().take(500).collect();
-            if message.is_empty() {
-                message = format!("upstream returned {status}");
-            }
-            GatewayError::UpstreamStatus(Box::new(UpstreamFailure {
-                status: status.as_u16(),
-                message,
-                error_type: None,
-                param: None,
-                code: None,
-                retry_after,
-            }))
-        }
+        Err(_) => GatewayError::UpstreamStatus(Box::new(UpstreamFailure {
+            status: status.as_u16(),
+            message: translate::error_text(body, "upstream", status),
+            error_type: None,
+            param: None,
+            code: None,
+            retry_after,
+        })),
     }
 }
 
 impl Inner {
     async fn call(self: Arc<Self>, mut call: Call) -> Result<Reply, GatewayError> {
-        let uri = self.uris.get(call.endpoint).ok_or_else(|| {
-            GatewayError::invalid(format!(
-                "{} does not serve {}",
-                self.name,
-                call.endpoint.path()
-            ))
-        })?;
+        let uri = self
+            .uris
+            .get(call.endpoint)
+            .ok_or_else(|| upstream::not_served(self.name, call.endpoint))?;
         match self.family {
             Some(f) => {
                 call.body =
@@ -374,16 +337,7 @@ impl Inner {
         } else {
             rewrite_request(&call)?
         };
-        let mut req = Request::builder()
-            .method(Method::POST)
-            .uri(uri)
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| GatewayError::Internal(format!("building upstream request: {e}")))?;
-        *req.headers_mut() = self.headers.clone();
-        if let Ok(v) = HeaderValue::from_str(&call.request_id) {
-            req.headers_mut()
-                .insert(HeaderName::from_static("x-request-id"), v);
-        }
+        let req = upstream::post(uri, body, &self.headers, &call.request_id)?;
         let timeout = call.timeout;
         let timed_out = || GatewayError::UpstreamTimeout {
             deployment: self.deployment.clone(),
@@ -768,7 +722,7 @@ mod tests {
     #[test]
     fn upstream_errors_keep_message_type_and_retry_after() {
         let mut h = HeaderMap::new();
-        h.insert(RETRY_AFTER, HeaderValue::from_static("7"));
+        h.insert(http::header::RETRY_AFTER, HeaderValue::from_static("7"));
         let e = upstream_error(
             StatusCode::TOO_MANY_REQUESTS,
             &h,

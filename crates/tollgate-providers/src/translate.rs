@@ -5,14 +5,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine as _;
 use bytes::Bytes;
 use futures_util::StreamExt;
+use http::header::RETRY_AFTER;
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
+use serde_json::value::RawValue;
 use tollgate_config::Deployment;
 use tollgate_core::GatewayError;
-use tollgate_core::wire::JsonObject;
+use tollgate_core::wire::{JsonObject, json_string};
 
 use crate::stream::{ChunkStream, StreamOutcome};
 use crate::{HttpClient, openai};
@@ -79,12 +82,88 @@ pub async fn collect(body: Incoming, deployment: &str) -> Result<Bytes, GatewayE
         })
 }
 
+/// The upstream answer's `Retry-After` header, as given.
+pub fn retry_after(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// The message of an error body that is not in the provider's error shape: its first 500 characters, trimmed,
+/// or `<who> returned <status>` when there are none.
+pub fn error_text(body: &[u8], who: &str, status: StatusCode) -> String {
+    let text = String::from_utf8_lossy(body);
+    let text: String = text.trim().chars().take(500).collect();
+    if text.is_empty() {
+        format!("{who} returned {status}")
+    } else {
+        text
+    }
+}
+
 /// An upstream answer that is not what the provider's API documents.
 pub fn invalid_response(deployment: &str, cause: impl Into<String>) -> GatewayError {
     GatewayError::UpstreamInvalid {
         deployment: deployment.to_string(),
         cause: cause.into(),
     }
+}
+
+/// Whether an OpenAI embeddings request's `encoding_format` asks for base64 (absent or `"float"`: no).
+pub fn wants_base64(encoding_format: Option<&str>) -> Result<bool, GatewayError> {
+    match encoding_format {
+        None | Some("float") => Ok(false),
+        Some("base64") => Ok(true),
+        Some(other) => Err(GatewayError::invalid_param(
+            "encoding_format",
+            format!("`encoding_format` must be \"float\" or \"base64\", not {other:?}"),
+        )),
+    }
+}
+
+/// The OpenAI embeddings list (`{"object":"list","data":[..],"model","usage"}`) with `vectors` copied as the
+/// upstream wrote them, or packed as base64 little-endian f32 when `base64`. `Err((i, e))`: vector `i` is not a
+/// list of numbers (only read when packing).
+pub fn embeddings_list(
+    vectors: &[&RawValue],
+    base64: bool,
+    requested_model: &str,
+    tokens: u64,
+) -> Result<Vec<u8>, (usize, serde_json::Error)> {
+    let mut out =
+        Vec::with_capacity(64 + vectors.iter().map(|v| v.get().len() + 48).sum::<usize>());
+    out.extend_from_slice(b"{\"object\":\"list\",\"data\":[");
+    for (i, v) in vectors.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"object\":\"embedding\",\"index\":");
+        out.extend_from_slice(i.to_string().as_bytes());
+        out.extend_from_slice(b",\"embedding\":");
+        if base64 {
+            let floats: Vec<f32> = serde_json::from_str(v.get()).map_err(|e| (i, e))?;
+            let le: Vec<u8> = floats.iter().flat_map(|f| f.to_le_bytes()).collect();
+            out.push(b'"');
+            out.extend_from_slice(
+                base64::engine::general_purpose::STANDARD
+                    .encode(le)
+                    .as_bytes(),
+            );
+            out.push(b'"');
+        } else {
+            out.extend_from_slice(v.get().as_bytes());
+        }
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"],\"model\":");
+    out.extend_from_slice(&json_string(requested_model));
+    out.extend_from_slice(b",\"usage\":{\"prompt_tokens\":");
+    out.extend_from_slice(tokens.to_string().as_bytes());
+    out.extend_from_slice(b",\"total_tokens\":");
+    out.extend_from_slice(tokens.to_string().as_bytes());
+    out.extend_from_slice(b"}}");
+    Ok(out)
 }
 
 /// A provider's native stream decoder: bytes from upstream in, the client's SSE bytes out.

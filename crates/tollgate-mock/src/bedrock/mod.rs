@@ -141,16 +141,7 @@ fn knob_failure(
 
 /// `hang`, `latency_ms` and the failure knobs (as `router::apply_faults`, with Bedrock's errors).
 async fn apply_faults(shared: &Shared, knobs: &Knobs, model: &str) -> Option<Response<MockBody>> {
-    if knobs.hang {
-        std::future::pending::<()>().await;
-    }
-    if let Some(latency) = knobs.latency.filter(|d| !d.is_zero()) {
-        tokio::time::sleep(latency).await;
-    }
-    let status = knobs.decide(
-        |n| shared.should_fail(knobs.fail_key(Some(model)), n),
-        fastrand::f64,
-    )?;
+    let status = crate::router::fault_status(shared, knobs, Some(model)).await?;
     Some(knob_failure(
         status,
         knobs.retry_after,
@@ -185,11 +176,7 @@ fn unix_now() -> u64 {
 }
 
 pub(crate) async fn route(shared: &Shared, req: &Req<'_>) -> Response<MockBody> {
-    let path = req
-        .path
-        .strip_prefix("/v1")
-        .filter(|p| p.starts_with('/'))
-        .unwrap_or(req.path);
+    let path = crate::router::without_v1(req.path);
     let unknown = || {
         error(
             StatusCode::NOT_FOUND,

@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tollgate_config::{Env, Overrides, load_str};
 use tollgate_core::GatewayError;
-use tollgate_mock::{MockOptions, MockServer};
+use tollgate_mock::MockServer;
 
 use super::AnthropicProvider;
 use super::response::tests::chunks;
@@ -18,15 +18,7 @@ use crate::{BuildContext, Call, Endpoint, Provider, Reply, StreamOutcome, http_c
 const KEY: &str = "sk-ant-test";
 
 async fn mock() -> MockServer {
-    MockServer::start(
-        "127.0.0.1:0".parse().unwrap(),
-        MockOptions {
-            api_key: Some(KEY.into()),
-            record: true,
-        },
-    )
-    .await
-    .unwrap()
+    crate::test_support::recording_mock(KEY).await
 }
 
 fn provider(mock: &MockServer, extra: &str) -> AnthropicProvider {

@@ -11,16 +11,18 @@ mod mock_tests;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER, USER_AGENT};
-use http::{HeaderMap, Method, Request, StatusCode, Uri};
+use http::header::{HeaderName, HeaderValue};
+use http::{HeaderMap, Request, StatusCode, Uri};
 use http_body_util::Full;
 use tollgate_config::Deployment;
 use tollgate_core::url::public_url;
 use tollgate_core::{GatewayError, UpstreamFailure};
 
 use crate::chat::ChatRequest;
-use crate::translate::{ParamPolicy, Sent, invalid_response, send, translated_stream};
-use crate::{BoxFuture, BuildContext, BuildError, Call, Endpoint, HttpClient, Provider, Reply};
+use crate::translate::{self, ParamPolicy, Sent, invalid_response, send, translated_stream};
+use crate::{
+    BoxFuture, BuildContext, BuildError, Call, Endpoint, HttpClient, Provider, Reply, upstream,
+};
 
 pub use request::SUPPORTED_PARAMS;
 
@@ -55,26 +57,15 @@ struct Inner {
 
 impl AnthropicProvider {
     pub fn new(d: &Deployment, ctx: &BuildContext<'_>) -> Result<Self, BuildError> {
-        let invalid = |message: String| BuildError::Invalid {
-            model_name: d.model_name.clone(),
-            message,
-        };
-        let from_env = |vars: &[&str]| {
-            vars.iter()
-                .find_map(|v| ctx.env.get(v).filter(|s| !s.trim().is_empty()))
-        };
+        let invalid = |message: String| BuildError::invalid(d, message);
+        let from_env = |vars: &[&str]| upstream::first_env_nonblank(ctx.env, vars);
         let base = d
             .api_base
             .clone()
             .or_else(|| from_env(&["ANTHROPIC_API_BASE", "ANTHROPIC_BASE_URL"]))
             .unwrap_or_else(|| DEFAULT_API_BASE.to_string());
         let base = base.trim().trim_end_matches('/').to_string();
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(invalid(format!(
-                "api_base `{}` must start with http:// or https://",
-                public_url(&base)
-            )));
-        }
+        upstream::require_http(&base).map_err(invalid)?;
         let public_base = public_url(&base);
         let (messages, count_tokens) = endpoint_urls(&base);
         let parse = |u: String| {
@@ -84,12 +75,7 @@ impl AnthropicProvider {
         let messages_uri = parse(messages)?;
         let count_tokens_uri = parse(count_tokens)?;
 
-        let mut headers = HeaderMap::new();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        headers.insert(
-            USER_AGENT,
-            HeaderValue::from_static(concat!("tollgate/", env!("CARGO_PKG_VERSION"))),
-        );
+        let mut headers = upstream::default_headers();
         headers.insert(
             ANTHROPIC_VERSION_HEADER,
             HeaderValue::from_static(ANTHROPIC_VERSION),
@@ -99,22 +85,10 @@ impl AnthropicProvider {
             None => from_env(&["ANTHROPIC_API_KEY"]),
         };
         if let Some(key) = key.filter(|k| !k.is_empty()) {
-            let mut v = HeaderValue::from_str(key.trim()).map_err(|_| {
-                invalid("api_key contains characters not allowed in a header".into())
-            })?;
-            v.set_sensitive(true);
+            let v = upstream::sensitive(key.trim(), "api_key").map_err(invalid)?;
             headers.insert(X_API_KEY, v);
         }
-        for (k, v) in &d.extra_headers {
-            let name = HeaderName::from_bytes(k.as_bytes())
-                .map_err(|_| invalid(format!("extra_headers: `{k}` is not a valid header name")))?;
-            let value = HeaderValue::from_str(v).map_err(|_| {
-                invalid(format!(
-                    "extra_headers: value of `{k}` is not a valid header value"
-                ))
-            })?;
-            headers.insert(name, value);
-        }
+        upstream::insert_extra_headers(&mut headers, &d.extra_headers).map_err(invalid)?;
         Ok(AnthropicProvider {
             inner: Arc::new(Inner {
                 deployment: d.model_name.clone(),
@@ -299,18 +273,9 @@ impl Inner {
         beta: Option<&'static str>,
         request_id: &str,
     ) -> Result<Request<Full<Bytes>>, GatewayError> {
-        let mut req = Request::builder()
-            .method(Method::POST)
-            .uri(uri)
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| GatewayError::Internal(format!("building upstream request: {e}")))?;
-        let headers = req.headers_mut();
-        *headers = self.headers.clone();
+        let mut req = upstream::post(uri, body, &self.headers, request_id)?;
         if let Some(beta) = beta {
-            add_beta(headers, beta);
-        }
-        if let Ok(v) = HeaderValue::from_str(request_id) {
-            headers.insert(HeaderName::from_static("x-request-id"), v);
+            add_beta(req.headers_mut(), beta);
         }
         Ok(req)
     }
@@ -386,10 +351,7 @@ pub fn upstream_error(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> G
     struct Envelope {
         error: response::ErrorBody,
     }
-    let retry_after = headers
-        .get(RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let retry_after = translate::retry_after(headers);
     let (message, error_type) = match serde_json::from_slice::<Envelope>(body) {
         Ok(Envelope { error }) => (error.message, Some(error.kind).filter(|k| !k.is_empty())),
         Err(_) => {
@@ -513,7 +475,7 @@ mod tests {
     #[test]
     fn errors_keep_status_type_message_and_retry_after() {
         let mut h = HeaderMap::new();
-        h.insert(RETRY_AFTER, HeaderValue::from_static("7"));
+        h.insert(http::header::RETRY_AFTER, HeaderValue::from_static("7"));
         let e = upstream_error(
             StatusCode::TOO_MANY_REQUESTS,
             &h,

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use tollgate_core::{GatewayError, Usage};
 
 use super::{Family, Inner, model_id, model_path, parse_error};
-use crate::translate::{Sent, collect, invalid_response, send};
+use crate::translate::{self, Sent, collect, invalid_response, send};
 use crate::{Call, Reply};
 
 /// OpenAI embedding params Bedrock takes (`input_type` is Cohere's, accepted as LiteLLM does).
@@ -89,16 +89,7 @@ pub(super) async fn call(inner: &Inner, call: Call) -> Result<Reply, GatewayErro
         .apply(&call.body, SUPPORTED_PARAMS, "bedrock")?;
     let req: EmbeddingRequest = serde_json::from_slice(&body)
         .map_err(|e| GatewayError::invalid(format!("not a valid embeddings request: {e}")))?;
-    let base64 = match req.encoding_format.as_deref() {
-        None | Some("float") => false,
-        Some("base64") => true,
-        Some(other) => {
-            return Err(GatewayError::invalid_param(
-                "encoding_format",
-                format!("`encoding_format` must be \"float\" or \"base64\", not {other:?}"),
-            ));
-        }
-    };
+    let base64 = translate::wants_base64(req.encoding_format.as_deref())?;
     let inputs = texts(req.input)?;
     let model = model_id(&call.upstream_model);
     let family = Family::of(model);

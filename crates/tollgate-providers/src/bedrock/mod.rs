@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{
-    ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST, HeaderName, HeaderValue, RETRY_AFTER, USER_AGENT,
+    ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST, HeaderName, HeaderValue, USER_AGENT,
 };
 use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::Full;
@@ -25,8 +25,10 @@ use tollgate_core::url::public_url;
 use tollgate_core::{GatewayError, UpstreamFailure};
 
 use crate::chat::ChatRequest;
-use crate::translate::{ParamPolicy, Sent, param_str, send, translated_stream};
-use crate::{BoxFuture, BuildContext, BuildError, Call, Endpoint, HttpClient, Provider, Reply};
+use crate::translate::{self, ParamPolicy, Sent, param_str, send, translated_stream};
+use crate::{
+    BoxFuture, BuildContext, BuildError, Call, Endpoint, HttpClient, Provider, Reply, upstream,
+};
 use sigv4::Credentials;
 
 /// The SigV4 service name of the Bedrock runtime.
@@ -174,10 +176,7 @@ fn region_from(base: Option<&str>, model: &str) -> Option<String> {
 
 impl BedrockProvider {
     pub fn new(d: &Deployment, ctx: &BuildContext<'_>) -> Result<Self, BuildError> {
-        let invalid = |message: String| BuildError::Invalid {
-            model_name: d.model_name.clone(),
-            message,
-        };
+        let invalid = |message: String| BuildError::invalid(d, message);
         let env = |name: &str| ctx.env.get(name).filter(|v| !v.is_empty());
         let param = |key: &str| param_str(d, key).map(str::to_string);
         if let Some(key) = UNSUPPORTED_AUTH
@@ -209,10 +208,8 @@ impl BedrockProvider {
 
         // Credentials: a Bedrock API key, else the deployment's access keys, else the environment's.
         let bearer = |key: &str| {
-            let mut v = HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| {
-                invalid("bedrock: the API key contains characters not allowed in a header".into())
-            })?;
-            v.set_sensitive(true);
+            let v = upstream::sensitive(&format!("Bearer {key}"), "bedrock: the API key")
+                .map_err(invalid)?;
             Ok::<_, BuildError>(Auth::Bearer(v))
         };
         let keys = |id: Option<String>,
@@ -310,16 +307,7 @@ impl BedrockProvider {
         let base_path = uri.path().trim_end_matches('/').to_string();
 
         let mut extra_headers = HeaderMap::new();
-        for (k, v) in &d.extra_headers {
-            let name = HeaderName::from_bytes(k.as_bytes())
-                .map_err(|_| invalid(format!("extra_headers: `{k}` is not a valid header name")))?;
-            let value = HeaderValue::from_str(v).map_err(|_| {
-                invalid(format!(
-                    "extra_headers: value of `{k}` is not a valid header value"
-                ))
-            })?;
-            extra_headers.insert(name, value);
-        }
+        upstream::insert_extra_headers(&mut extra_headers, &d.extra_headers).map_err(invalid)?;
         let fixed = converse::Fixed {
             guardrail_config: d.extra_params.get("guardrailConfig").cloned(),
             performance_config: d.extra_params.get("performanceConfig").cloned(),
@@ -360,10 +348,7 @@ impl Provider for BedrockProvider {
             match call.endpoint {
                 Endpoint::ChatCompletions => inner.chat(call).await,
                 Endpoint::Embeddings => embed::call(&inner, call).await,
-                e => Err(GatewayError::invalid(format!(
-                    "bedrock does not serve {}",
-                    e.path()
-                ))),
+                e => Err(upstream::not_served("bedrock", e)),
             }
         })
     }
@@ -575,19 +560,9 @@ pub fn parse_error(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Gate
         Some(t.rsplit('#').next().unwrap_or(t).to_string())
     };
     let error_type = from_header.or_else(from_body);
-    let message = error_message(body).unwrap_or_else(|| {
-        let text = String::from_utf8_lossy(body);
-        let text: String = text.trim().chars().take(500).collect();
-        if text.is_empty() {
-            format!("Bedrock returned {status}")
-        } else {
-            text
-        }
-    });
-    let retry_after = headers
-        .get(RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let message =
+        error_message(body).unwrap_or_else(|| translate::error_text(body, "Bedrock", status));
+    let retry_after = translate::retry_after(headers);
     failure(status.as_u16(), error_type.as_deref(), message, retry_after)
 }
 

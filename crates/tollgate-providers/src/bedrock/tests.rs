@@ -19,26 +19,10 @@ fn deployment(
     params: Value,
 ) -> Deployment {
     Deployment {
-        id: "id".into(),
-        model_name: "claude".into(),
-        provider: "bedrock".into(),
-        model: model.into(),
         api_base: api_base.map(str::to_string),
         api_key: api_key.map(Secret::new),
-        api_version: None,
-        organization: None,
-        rpm: None,
-        tpm: None,
-        weight: None,
-        timeout: None,
-        stream_timeout: None,
-        max_retries: None,
-        num_retries: None,
-        health_check_timeout: None,
-        extra_headers: Vec::new(),
-        mock_response: None,
         extra_params: params.as_object().cloned().unwrap_or_default(),
-        model_info: Default::default(),
+        ..crate::test_support::bare_deployment("bedrock", "claude", model)
     }
 }
 
@@ -259,7 +243,7 @@ fn upstream_errors_keep_status_type_and_message() {
         "x-amzn-errortype",
         HeaderValue::from_static("ThrottlingException"),
     );
-    h.insert(RETRY_AFTER, HeaderValue::from_static("3"));
+    h.insert(http::header::RETRY_AFTER, HeaderValue::from_static("3"));
     let e = parse_error(
         StatusCode::TOO_MANY_REQUESTS,
         &h,
@@ -297,15 +281,7 @@ struct Mock {
 
 /// A mock that requires the access key `AKIDMOCK`, and a SigV4-signing provider pointed at it.
 async fn mock_with(model: &str, extra: Value, api_key: Option<&str>) -> Mock {
-    let server = MockServer::start(
-        "127.0.0.1:0".parse().unwrap(),
-        MockOptions {
-            api_key: Some("AKIDMOCK".into()),
-            record: true,
-        },
-    )
-    .await
-    .unwrap();
+    let server = crate::test_support::recording_mock("AKIDMOCK").await;
     let base = format!("http://{}", server.addr());
     let mut params = keys();
     if let (Value::Object(p), Value::Object(e)) = (&mut params, extra) {

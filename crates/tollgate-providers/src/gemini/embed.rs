@@ -8,6 +8,8 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use tollgate_core::{GatewayError, Usage};
 
+use crate::translate;
+
 /// The OpenAI embeddings params this provider translates. `task_type` is LiteLLM's Gemini param.
 pub const EMBEDDING_PARAMS: &[&str] = &["input", "dimensions", "encoding_format", "task_type"];
 
@@ -81,16 +83,7 @@ impl Embeddings {
                 .collect::<Result<Vec<_>, _>>()?,
             _ => return Err(bad()),
         };
-        let base64 = match req.encoding_format.as_deref() {
-            None | Some("float") => false,
-            Some("base64") => true,
-            Some(other) => {
-                return Err(GatewayError::invalid_param(
-                    "encoding_format",
-                    format!("`encoding_format` must be \"float\" or \"base64\", not {other:?}"),
-                ));
-            }
-        };
+        let base64 = translate::wants_base64(req.encoding_format.as_deref())?;
         Ok(Embeddings {
             texts,
             dimensions: req.dimensions,

@@ -19,8 +19,8 @@ mod response;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER, USER_AGENT};
-use http::{HeaderMap, Method, Request, StatusCode};
+use http::header::HeaderName;
+use http::{HeaderMap, Request, StatusCode};
 use http_body_util::Full;
 use serde::Deserialize;
 use serde_json::Value;
@@ -30,8 +30,10 @@ use tollgate_core::wire::JsonObject;
 use tollgate_core::{GatewayError, UpstreamFailure};
 
 use crate::chat::ChatRequest;
-use crate::translate::{ParamPolicy, Sent, invalid_response, send, translated_stream};
-use crate::{BoxFuture, BuildContext, BuildError, Call, Endpoint, HttpClient, Provider, Reply};
+use crate::translate::{self, ParamPolicy, Sent, invalid_response, send, translated_stream};
+use crate::{
+    BoxFuture, BuildContext, BuildError, Call, Endpoint, HttpClient, Provider, Reply, upstream,
+};
 
 pub use request::{CHAT_PARAMS, clean_schema};
 
@@ -57,10 +59,7 @@ struct Inner {
 
 impl GeminiProvider {
     pub fn new(d: &Deployment, ctx: &BuildContext<'_>) -> Result<Self, BuildError> {
-        let invalid = |message: String| BuildError::Invalid {
-            model_name: d.model_name.clone(),
-            message,
-        };
+        let invalid = |message: String| BuildError::invalid(d, message);
         let env = |name: &str| ctx.env.get(name).filter(|v| !v.trim().is_empty());
         let configured_base = d.api_base.clone().or_else(|| env("GEMINI_API_BASE"));
         let key = d
@@ -77,12 +76,7 @@ impl GeminiProvider {
         }
         let base = configured_base.unwrap_or_else(|| DEFAULT_API_BASE.to_string());
         let base = base.trim_end_matches('/');
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(invalid(format!(
-                "api_base `{}` must start with http:// or https://",
-                public_url(base)
-            )));
-        }
+        upstream::require_http(base).map_err(invalid)?;
         let base = if base.ends_with("/v1beta") || base.ends_with("/v1") {
             base.to_string()
         } else {
@@ -102,29 +96,12 @@ impl GeminiProvider {
                     public_url(&base)
                 ))
             })?;
-        let mut headers = HeaderMap::new();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        headers.insert(
-            USER_AGENT,
-            HeaderValue::from_static(concat!("tollgate/", env!("CARGO_PKG_VERSION"))),
-        );
+        let mut headers = upstream::default_headers();
         if let Some(key) = key {
-            let mut v = HeaderValue::from_str(&key).map_err(|_| {
-                invalid("api_key contains characters not allowed in a header".into())
-            })?;
-            v.set_sensitive(true);
+            let v = upstream::sensitive(&key, "api_key").map_err(invalid)?;
             headers.insert(HeaderName::from_static("x-goog-api-key"), v);
         }
-        for (k, v) in &d.extra_headers {
-            let name = HeaderName::from_bytes(k.as_bytes())
-                .map_err(|_| invalid(format!("extra_headers: `{k}` is not a valid header name")))?;
-            let value = HeaderValue::from_str(v).map_err(|_| {
-                invalid(format!(
-                    "extra_headers: value of `{k}` is not a valid header value"
-                ))
-            })?;
-            headers.insert(name, value);
-        }
+        upstream::insert_extra_headers(&mut headers, &d.extra_headers).map_err(invalid)?;
         Ok(GeminiProvider {
             inner: Arc::new(Inner {
                 deployment: d.model_name.clone(),
@@ -158,10 +135,7 @@ impl Provider for GeminiProvider {
             match call.endpoint {
                 Endpoint::ChatCompletions => inner.chat(call).await,
                 Endpoint::Embeddings => inner.embeddings(call).await,
-                other => Err(GatewayError::invalid(format!(
-                    "gemini does not serve {}",
-                    other.path()
-                ))),
+                other => Err(upstream::not_served("gemini", other)),
             }
         })
     }
@@ -187,17 +161,7 @@ impl Inner {
         body: Vec<u8>,
         request_id: &str,
     ) -> Result<Request<Full<Bytes>>, GatewayError> {
-        let mut req = Request::builder()
-            .method(Method::POST)
-            .uri(uri)
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| GatewayError::Internal(format!("building upstream request: {e}")))?;
-        *req.headers_mut() = self.headers.clone();
-        if let Ok(v) = HeaderValue::from_str(request_id) {
-            req.headers_mut()
-                .insert(HeaderName::from_static("x-request-id"), v);
-        }
-        Ok(req)
+        upstream::post(uri, body, &self.headers, request_id)
     }
 
     async fn chat(self: Arc<Self>, call: Call) -> Result<Reply, GatewayError> {
@@ -345,10 +309,7 @@ pub fn upstream_error(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> G
         #[serde(default)]
         details: Vec<Value>,
     }
-    let header_retry = headers
-        .get(RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let header_retry = translate::retry_after(headers);
     let mut parsed = serde_json::from_slice::<Envelope>(body).ok();
     while let Some(Envelope::Many(mut v)) = parsed {
         parsed = if v.is_empty() {
@@ -358,14 +319,9 @@ pub fn upstream_error(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> G
         };
     }
     let Some(Envelope::One { error }) = parsed else {
-        let text = String::from_utf8_lossy(body);
-        let mut message: String = text.trim().chars().take(500).collect();
-        if message.is_empty() {
-            message = format!("upstream returned {status}");
-        }
         return GatewayError::UpstreamStatus(Box::new(UpstreamFailure {
             status: status.as_u16(),
-            message,
+            message: translate::error_text(body, "upstream", status),
             error_type: None,
             param: None,
             code: None,

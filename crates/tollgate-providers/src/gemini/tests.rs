@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use http::Method;
 use serde_json::{Value, json};
-use tollgate_config::{Deployment, Env, ModelInfo, Secret};
+use tollgate_config::{Deployment, Env, Secret};
 use tollgate_mock::{MockOptions, MockServer};
 
 use super::response::tests::summarize;
@@ -14,26 +15,9 @@ use crate::{ChunkStream, http_client};
 
 fn deployment(api_base: Option<&str>, key: Option<&str>) -> Deployment {
     Deployment {
-        id: "id".into(),
-        model_name: "gem".into(),
-        provider: "gemini".into(),
-        model: "gemini-2.0-flash".into(),
         api_base: api_base.map(str::to_string),
         api_key: key.map(Secret::from),
-        api_version: None,
-        organization: None,
-        rpm: None,
-        tpm: None,
-        weight: None,
-        timeout: None,
-        stream_timeout: None,
-        max_retries: None,
-        num_retries: None,
-        health_check_timeout: None,
-        extra_headers: Vec::new(),
-        mock_response: None,
-        extra_params: serde_json::Map::new(),
-        model_info: ModelInfo::default(),
+        ..crate::test_support::bare_deployment("gemini", "gem", "gemini-2.0-flash")
     }
 }
 

@@ -784,15 +784,7 @@ struct Upstream {
 }
 
 async fn upstream() -> Upstream {
-    let mock = tollgate_mock::MockServer::start(
-        "127.0.0.1:0".parse().unwrap(),
-        tollgate_mock::MockOptions {
-            api_key: Some("sk-upstream".into()),
-            record: true,
-        },
-    )
-    .await
-    .unwrap();
+    let mock = crate::test_support::recording_mock("sk-upstream").await;
     let text = format!(
         "model_list:\n  - model_name: bridge\n    litellm_params:\n      model: openai/gpt-4o\n      api_base: {}\n      api_key: sk-upstream\n",
         mock.base_url()
