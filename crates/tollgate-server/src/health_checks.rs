@@ -37,21 +37,43 @@ pub fn probe_timeout(d: &Deployment) -> Duration {
         .unwrap_or_else(|| d.timeout.map_or(PROBE_TIMEOUT, |t| t.min(PROBE_TIMEOUT)))
 }
 
-/// The probe request for a deployment's mode.
-fn probe_call(d: &Deployment, upstream_model: &str) -> Call {
-    let (endpoint, body) = match d.model_info.mode {
-        Some(Mode::Embedding) => (
-            Endpoint::Embeddings,
-            json!({"model": upstream_model, "input": "ping"}),
-        ),
-        Some(Mode::Completion) => (
-            Endpoint::Completions,
-            json!({"model": upstream_model, "prompt": "ping", "max_tokens": 1}),
-        ),
-        _ => (
+/// The probe request for a deployment's mode (or, when its provider does not serve that endpoint, the first
+/// endpoint it does serve: a `cohere/` embedding model without `mode` is probed with an embedding).
+fn probe_call(
+    d: &Deployment,
+    upstream_model: &str,
+    provider: &dyn tollgate_providers::Provider,
+) -> Call {
+    let wanted = match d.model_info.mode {
+        Some(Mode::Embedding) => Endpoint::Embeddings,
+        Some(Mode::Completion) => Endpoint::Completions,
+        Some(Mode::Rerank) => Endpoint::Rerank,
+        _ => Endpoint::ChatCompletions,
+    };
+    let endpoint = if provider.supports(wanted) {
+        wanted
+    } else {
+        [
             Endpoint::ChatCompletions,
-            json!({"model": upstream_model, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 1}),
-        ),
+            Endpoint::Embeddings,
+            Endpoint::Rerank,
+            Endpoint::Completions,
+        ]
+        .into_iter()
+        .find(|e| provider.supports(*e))
+        .unwrap_or(wanted)
+    };
+    let body = match endpoint {
+        Endpoint::Embeddings => json!({"model": upstream_model, "input": "ping"}),
+        Endpoint::Completions => {
+            json!({"model": upstream_model, "prompt": "ping", "max_tokens": 1})
+        }
+        Endpoint::Rerank => {
+            json!({"model": upstream_model, "query": "ping", "documents": ["ping"], "top_n": 1})
+        }
+        _ => {
+            json!({"model": upstream_model, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 1})
+        }
     };
     Call {
         endpoint,
@@ -72,7 +94,7 @@ pub type Outcome = Result<(), String>;
 pub async fn probe(e: &Entry<Upstream>) -> Outcome {
     let d = &e.deployment;
     let limit = probe_timeout(d);
-    let call = probe_call(d, &d.model);
+    let call = probe_call(d, &d.model, e.target.provider.as_ref());
     match tokio::time::timeout(limit, e.target.provider.call(call)).await {
         // A stream (not asked for) is dropped unread: the deployment answered.
         Ok(Ok(_reply)) => Ok(()),

@@ -542,3 +542,36 @@ async fn without_background_checks_health_probes_and_routing_learns_from_it() {
     assert!(both_healthy(&health_json(&gw, "/health").await));
     traffic_reaches_b(&gw, &b).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn translated_providers_are_probed_in_their_own_wire_format() {
+    let mock = mock().await;
+    let root = mock.base_url().trim_end_matches("/v1").to_string();
+    let cfg = format!(
+        r#"model_list:
+  - model_name: claude
+    litellm_params: {{ model: anthropic/claude-sonnet-4-5, api_base: "{root}", api_key: {UPSTREAM_KEY} }}
+  - model_name: gemini
+    litellm_params: {{ model: gemini/gemini-2.0-flash, api_base: "{root}", api_key: {UPSTREAM_KEY} }}
+  - model_name: titan
+    litellm_params: {{ model: bedrock/amazon.titan-embed-text-v2:0, api_base: "{root}", aws_access_key_id: {UPSTREAM_KEY}, aws_secret_access_key: s, aws_region_name: us-east-1 }}
+    model_info: {{ mode: embedding }}
+  - model_name: rerank
+    litellm_params: {{ model: cohere/rerank-v3.5, api_base: "{root}", api_key: {UPSTREAM_KEY} }}
+    model_info: {{ mode: rerank }}
+  - model_name: cohere-embed
+    litellm_params: {{ model: cohere/embed-english-v3.0, api_base: "{root}", api_key: {UPSTREAM_KEY} }}
+general_settings:
+  master_key: {KEY}
+"#
+    );
+    let gw = gateway().config(cfg).start();
+    let v = gw.get("/health").send().await.json();
+    assert_eq!(v["unhealthy_count"], 0, "{v}");
+    assert_eq!(v["healthy_count"], 5, "{v}");
+    let paths: Vec<String> = mock.recorded().iter().map(|r| r.path.clone()).collect();
+    for want in ["/v1/messages", ":generateContent", "/invoke", "/v2/rerank", "/v2/embed"] {
+        assert!(paths.iter().any(|p| p.contains(want)), "{want}: {paths:?}");
+    }
+    gw.stop().await;
+}
