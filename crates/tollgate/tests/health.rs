@@ -570,7 +570,13 @@ general_settings:
     assert_eq!(v["unhealthy_count"], 0, "{v}");
     assert_eq!(v["healthy_count"], 5, "{v}");
     let paths: Vec<String> = mock.recorded().iter().map(|r| r.path.clone()).collect();
-    for want in ["/v1/messages", ":generateContent", "/invoke", "/v2/rerank", "/v2/embed"] {
+    for want in [
+        "/v1/messages",
+        ":generateContent",
+        "/invoke",
+        "/v2/rerank",
+        "/v2/embed",
+    ] {
         assert!(paths.iter().any(|p| p.contains(want)), "{want}: {paths:?}");
     }
     gw.stop().await;

@@ -100,7 +100,20 @@ fn deployment_info(e: &tollgate_router::Entry<crate::state::Upstream>) -> Value 
         .mode
         .as_ref()
         .map(|m| m.as_str().to_string())
-        .or_else(|| price.and_then(|p| p.mode.clone()));
+        .or_else(|| price.and_then(|p| p.mode.clone()))
+        .or_else(|| {
+            // Unknown to the config and the price table: what the provider serves.
+            use tollgate_providers::Endpoint;
+            let p = &e.target.provider;
+            [
+                (Endpoint::ChatCompletions, "chat"),
+                (Endpoint::Embeddings, "embedding"),
+                (Endpoint::Rerank, "rerank"),
+            ]
+            .into_iter()
+            .find(|(ep, _)| p.supports(*ep))
+            .map(|(_, m)| m.to_string())
+        });
     let mut info = serde_json::Map::new();
     for (k, v) in &mi.extra {
         info.insert(k.clone(), v.clone());
