@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tollgate_core::wire::json_string;
 use tollgate_core::{GatewayError, Usage};
 
 /// A client's `/chat/completions` body, as far as translating providers read it. Fields a provider does not
@@ -494,6 +495,9 @@ pub fn unix_now() -> u64 {
 
 /// Writes an OpenAI `chat.completion.chunk` SSE stream piece by piece (role first, then deltas, then the
 /// finish reason, the usage chunk when the client asked for it, and `[DONE]`).
+///
+/// Chunks are written as bytes directly (keys in the order `serde_json` would sort them), with the part
+/// every chunk shares (`created`, `id`, `model`, ...) rendered once: no `serde_json::Value` per chunk.
 #[derive(Debug)]
 pub struct ChunkWriter {
     id: String,
@@ -504,6 +508,9 @@ pub struct ChunkWriter {
     finished: bool,
     /// Tool calls seen so far (their `index` in the OpenAI stream).
     tool_calls: u32,
+    /// `"created":N,"id":"..","model":"..","object":"chat.completion.chunk","system_fingerprint":null}`,
+    /// rendered at the first chunk.
+    tail: Vec<u8>,
 }
 
 impl ChunkWriter {
@@ -517,6 +524,7 @@ impl ChunkWriter {
             role_sent: false,
             finished: false,
             tool_calls: 0,
+            tail: Vec::new(),
         }
     }
 
@@ -524,37 +532,62 @@ impl ChunkWriter {
     pub fn set_id(&mut self, id: &str) {
         if !id.is_empty() {
             self.id = id.to_string();
+            self.tail.clear();
         }
     }
 
-    fn chunk(&mut self, delta: Value, finish: Option<FinishReason>, out: &mut Vec<u8>) {
-        let mut delta = delta;
+    fn render_tail(&mut self) {
+        if self.tail.is_empty() {
+            let t = &mut self.tail;
+            t.extend_from_slice(b"\"created\":");
+            t.extend_from_slice(self.created.to_string().as_bytes());
+            t.extend_from_slice(b",\"id\":");
+            t.extend_from_slice(&json_string(&self.id));
+            t.extend_from_slice(b",\"model\":");
+            t.extend_from_slice(&json_string(&self.model));
+            t.extend_from_slice(
+                b",\"object\":\"chat.completion.chunk\",\"system_fingerprint\":null}",
+            );
+        }
+    }
+
+    /// One chunk whose delta has `fields` (`(key, raw JSON)`, any order; the role is added to the first).
+    fn chunk(&mut self, fields: &[(&str, &[u8])], finish: Option<FinishReason>, out: &mut Vec<u8>) {
+        let mut fields: Vec<(&str, &[u8])> = fields.to_vec();
         if !self.role_sent {
             self.role_sent = true;
-            if let Value::Object(m) = &mut delta {
-                m.insert("role".into(), Value::from("assistant"));
-            }
+            fields.push(("role", b"\"assistant\""));
         }
-        let v = serde_json::json!({
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "system_fingerprint": null,
-            "choices": [{
-                "index": 0,
-                "delta": delta,
-                "logprobs": null,
-                "finish_reason": finish.map(FinishReason::as_str),
-            }],
-        });
-        push_data(&v, out);
+        fields.sort_by_key(|(k, _)| *k);
+        out.extend_from_slice(b"data: {\"choices\":[{\"delta\":{");
+        for (i, (k, v)) in fields.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.push(b'"');
+            out.extend_from_slice(k.as_bytes());
+            out.extend_from_slice(b"\":");
+            out.extend_from_slice(v);
+        }
+        out.extend_from_slice(b"},\"finish_reason\":");
+        match finish {
+            Some(f) => {
+                out.push(b'"');
+                out.extend_from_slice(f.as_str().as_bytes());
+                out.push(b'"');
+            }
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"index\":0,\"logprobs\":null}],");
+        self.render_tail();
+        out.extend_from_slice(&self.tail);
+        out.extend_from_slice(b"\n\n");
     }
 
     /// The `role: assistant` chunk (sent before anything else; a no-op once sent).
     pub fn start(&mut self, out: &mut Vec<u8>) {
         if !self.role_sent {
-            self.chunk(serde_json::json!({"content": ""}), None, out);
+            self.chunk(&[("content", b"\"\"")], None, out);
         }
     }
 
@@ -562,35 +595,34 @@ impl ChunkWriter {
         if text.is_empty() {
             return;
         }
-        self.chunk(serde_json::json!({"content": text}), None, out);
+        self.chunk(&[("content", &json_string(text))], None, out);
     }
 
     pub fn reasoning(&mut self, text: &str, out: &mut Vec<u8>) {
         if text.is_empty() {
             return;
         }
-        self.chunk(serde_json::json!({"reasoning_content": text}), None, out);
+        self.chunk(&[("reasoning_content", &json_string(text))], None, out);
     }
 
     /// A thinking block's signature or a redacted block (LiteLLM streams them as `thinking_blocks`).
     pub fn thinking_block(&mut self, block: Value, out: &mut Vec<u8>) {
-        self.chunk(serde_json::json!({"thinking_blocks": [block]}), None, out);
+        let raw = serde_json::to_vec(&[block]).unwrap_or_else(|_| b"[]".to_vec());
+        self.chunk(&[("thinking_blocks", &raw)], None, out);
     }
 
     /// A new tool call; returns its OpenAI `index`.
     pub fn tool_call_start(&mut self, id: &str, name: &str, out: &mut Vec<u8>) -> u32 {
         let index = self.tool_calls;
         self.tool_calls += 1;
-        self.chunk(
-            serde_json::json!({"tool_calls": [{
-                "index": index,
-                "id": id,
-                "type": "function",
-                "function": {"name": name, "arguments": ""},
-            }]}),
-            None,
-            out,
-        );
+        let mut raw = b"[{\"function\":{\"arguments\":\"\",\"name\":".to_vec();
+        raw.extend_from_slice(&json_string(name));
+        raw.extend_from_slice(b"},\"id\":");
+        raw.extend_from_slice(&json_string(id));
+        raw.extend_from_slice(b",\"index\":");
+        raw.extend_from_slice(index.to_string().as_bytes());
+        raw.extend_from_slice(b",\"type\":\"function\"}]");
+        self.chunk(&[("tool_calls", &raw)], None, out);
         index
     }
 
@@ -599,11 +631,12 @@ impl ChunkWriter {
         if args.is_empty() {
             return;
         }
-        self.chunk(
-            serde_json::json!({"tool_calls": [{"index": index, "function": {"arguments": args}}]}),
-            None,
-            out,
-        );
+        let mut raw = b"[{\"function\":{\"arguments\":".to_vec();
+        raw.extend_from_slice(&json_string(args));
+        raw.extend_from_slice(b"},\"index\":");
+        raw.extend_from_slice(index.to_string().as_bytes());
+        raw.extend_from_slice(b"}]");
+        self.chunk(&[("tool_calls", &raw)], None, out);
     }
 
     /// Whether any tool call was streamed.
@@ -617,7 +650,7 @@ impl ChunkWriter {
             return;
         }
         self.finished = true;
-        self.chunk(serde_json::json!({}), Some(reason), out);
+        self.chunk(&[], Some(reason), out);
     }
 
     pub fn finished(&self) -> bool {
