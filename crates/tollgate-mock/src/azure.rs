@@ -161,7 +161,7 @@ mod tests {
     use super::*;
 
     async fn post(path: &str, query: Option<&str>, body: Value) -> (StatusCode, Bytes) {
-        let shared = Shared::new(None, false);
+        let shared = Shared::new(None, None, false);
         let body = Bytes::from(body.to_string());
         let headers = HeaderMap::new();
         let resp = route(
@@ -170,6 +170,7 @@ mod tests {
                 method: &Method::POST,
                 path,
                 query,
+                authority: None,
                 headers: &headers,
                 body: &body,
             },

@@ -383,14 +383,14 @@ mod tests {
     use super::*;
 
     async fn call(body: Value) -> Value {
-        let shared = Shared::new(None, false);
+        let shared = Shared::new(None, None, false);
         let resp = handle(&shared, &HeaderMap::new(), body.to_string().as_bytes()).await;
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
         serde_json::from_slice(&bytes).unwrap()
     }
 
     async fn stream(body: Value) -> Vec<Value> {
-        let shared = Shared::new(None, false);
+        let shared = Shared::new(None, None, false);
         let resp = handle(&shared, &HeaderMap::new(), body.to_string().as_bytes()).await;
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
         String::from_utf8(bytes.to_vec())

@@ -581,7 +581,7 @@ mod tests {
         body: Value,
         headers: &[(&'static str, &'static str)],
     ) -> (StatusCode, HeaderMap, Value) {
-        let shared = Shared::new(None, false);
+        let shared = Shared::new(None, None, false);
         let body = Bytes::from(body.to_string());
         let mut h = HeaderMap::new();
         for (k, v) in headers {
@@ -593,6 +593,7 @@ mod tests {
                 method: &Method::POST,
                 path,
                 query: None,
+                authority: None,
                 headers: &h,
                 body: &body,
             },

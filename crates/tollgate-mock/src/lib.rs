@@ -174,6 +174,11 @@ pub struct MockOptions {
     /// `Authorization: Bearer <key>` or `api-key: <key>`, else it gets an
     /// OpenAI-shaped 401.
     pub api_key: Option<String>,
+    /// With [`MockOptions::api_key`] as the access key id, Bedrock requests signed with SigV4 must carry a
+    /// signature made with this secret access key (the mock recomputes it from the request), else they get
+    /// a 403 `InvalidSignatureException` in Bedrock's error shape. A Bedrock API key (`Authorization: Bearer
+    /// <api_key>`) still works. Unset, SigV4 is checked structurally only.
+    pub aws_secret_access_key: Option<String>,
     /// Keep the last [`RECORD_CAPACITY`] requests for inspection.
     pub record: bool,
 }
@@ -326,7 +331,11 @@ impl MockServer {
     pub async fn start(addr: SocketAddr, opts: MockOptions) -> anyhow::Result<MockServer> {
         let listener = server::bind(addr).with_context(|| format!("binding {addr}"))?;
         let addr = listener.local_addr().context("reading the bound address")?;
-        let shared = Arc::new(Shared::new(opts.api_key, opts.record));
+        let shared = Arc::new(Shared::new(
+            opts.api_key,
+            opts.aws_secret_access_key,
+            opts.record,
+        ));
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
         tracker.spawn(server::accept_loop(

@@ -23,6 +23,10 @@ struct Args {
     /// Require this API key (`Authorization: Bearer KEY` or `api-key: KEY`).
     #[arg(long, env = "TOLLGATE_MOCK_API_KEY")]
     api_key: Option<String>,
+    /// With `--api-key` as the access key id, verify Bedrock SigV4 signatures with this secret access key
+    /// (a mismatch gets a 403 `InvalidSignatureException`).
+    #[arg(long, env = "TOLLGATE_MOCK_AWS_SECRET_ACCESS_KEY")]
+    aws_secret_access_key: Option<String>,
     /// Keep the last 256 requests, listed by `GET /mock/requests`.
     #[arg(long)]
     record: bool,
@@ -54,6 +58,7 @@ fn main() -> anyhow::Result<()> {
 async fn run(args: Args) -> anyhow::Result<()> {
     let opts = MockOptions {
         api_key: args.api_key,
+        aws_secret_access_key: args.aws_secret_access_key,
         record: args.record,
     };
     let server = MockServer::start(SocketAddr::new(args.host, args.port), opts).await?;

@@ -881,7 +881,7 @@ mod tests {
         body: &str,
     ) -> (u16, String, Vec<String>) {
         use http_body_util::BodyExt;
-        let shared = Shared::new(None, false);
+        let shared = Shared::new(None, None, false);
         let mut h = HeaderMap::new();
         for (k, v) in headers {
             h.insert(
@@ -896,6 +896,7 @@ mod tests {
                 method: &method,
                 path,
                 query: None,
+                authority: None,
                 headers: &h,
                 body: &body,
             },

@@ -60,6 +60,7 @@ pub(crate) async fn serve(
             method: &parts.method,
             path: parts.uri.path(),
             query: parts.uri.query(),
+            authority: parts.uri.authority().map(http::uri::Authority::as_str),
             headers: &parts.headers,
             body: &body,
         },
@@ -74,6 +75,8 @@ pub(crate) struct Req<'a> {
     /// The full path (with any `/v1` prefix).
     pub(crate) path: &'a str,
     pub(crate) query: Option<&'a str>,
+    /// The URI's authority (h2's `:authority`; HTTP/1.1 requests carry a `Host` header instead).
+    pub(crate) authority: Option<&'a str>,
     pub(crate) headers: &'a HeaderMap,
     pub(crate) body: &'a Bytes,
 }

@@ -19,6 +19,8 @@ const FAIL_MAP_CAPACITY: usize = 4096;
 /// Everything the request handlers share.
 pub(crate) struct Shared {
     pub(crate) api_key: Option<Box<str>>,
+    /// The AWS secret access key Bedrock SigV4 signatures are verified with ([`crate::MockOptions::aws_secret_access_key`]).
+    pub(crate) aws_secret: Option<Box<str>>,
     requests: AtomicU64,
     in_flight: AtomicUsize,
     recorder: Option<Mutex<VecDeque<RecordedRequest>>>,
@@ -40,9 +42,10 @@ pub(crate) struct Faults {
 }
 
 impl Shared {
-    pub(crate) fn new(api_key: Option<String>, record: bool) -> Shared {
+    pub(crate) fn new(api_key: Option<String>, aws_secret: Option<String>, record: bool) -> Shared {
         Shared {
             api_key: api_key.map(String::into_boxed_str),
+            aws_secret: aws_secret.map(String::into_boxed_str),
             requests: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             recorder: record.then(|| Mutex::new(VecDeque::with_capacity(RECORD_CAPACITY))),

@@ -15,7 +15,7 @@ use tollgate_mock::MockOptions;
 async fn api_key_is_enforced() {
     let mock = start_with(MockOptions {
         api_key: Some("sk-test".into()),
-        record: false,
+        ..MockOptions::default()
     })
     .await;
     let r = post(&mock, "/v1/chat/completions", &chat("gpt-4o"), &[]).await;
@@ -58,8 +58,8 @@ async fn api_key_is_enforced() {
 #[tokio::test]
 async fn recording_and_counting() {
     let mock = start_with(MockOptions {
-        api_key: None,
         record: true,
+        ..MockOptions::default()
     })
     .await;
     post(
@@ -128,8 +128,8 @@ async fn recording_and_counting() {
 #[tokio::test]
 async fn recording_keeps_the_newest_256() {
     let mock = start_with(MockOptions {
-        api_key: None,
         record: true,
+        ..MockOptions::default()
     })
     .await;
     let client = client();

@@ -10,6 +10,7 @@ pub async fn recording_mock(api_key: &str) -> MockServer {
         MockOptions {
             api_key: Some(api_key.into()),
             record: true,
+            ..MockOptions::default()
         },
     )
     .await

@@ -31,7 +31,8 @@ const ALL: Caps = Caps {
 struct Case {
     /// The provider under test (also the model group name).
     name: &'static str,
-    /// `litellm_params` lines; `{root}` is the mock's address (`http://127.0.0.1:PORT`), `{key}` the upstream key.
+    /// `litellm_params` lines; `{root}` is the mock's address (`http://127.0.0.1:PORT`), `{key}` the upstream key,
+    /// `{aws_secret}` the upstream AWS secret access key.
     params: &'static str,
     caps: Caps,
 }
@@ -67,7 +68,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "bedrock",
-        params: "model: bedrock/anthropic.claude-3-5-sonnet-20240620-v1:0\napi_base: {root}\naws_access_key_id: {key}\naws_secret_access_key: conformance-secret\naws_region_name: us-east-1",
+        params: "model: bedrock/anthropic.claude-3-5-sonnet-20240620-v1:0\napi_base: {root}\naws_access_key_id: {key}\naws_secret_access_key: {aws_secret}\naws_region_name: us-east-1",
         caps: Caps {
             reasoning_tokens: false,
             ..ALL
@@ -102,7 +103,10 @@ fn config(root: &str) -> String {
             c.name
         ));
         for line in c.params.lines() {
-            let line = line.replace("{root}", root).replace("{key}", UPSTREAM_KEY);
+            let line = line
+                .replace("{root}", root)
+                .replace("{key}", UPSTREAM_KEY)
+                .replace("{aws_secret}", UPSTREAM_AWS_SECRET);
             s.push_str(&format!("      {line}\n"));
         }
     }

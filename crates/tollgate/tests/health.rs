@@ -554,7 +554,7 @@ async fn translated_providers_are_probed_in_their_own_wire_format() {
   - model_name: gemini
     litellm_params: {{ model: gemini/gemini-2.0-flash, api_base: "{root}", api_key: {UPSTREAM_KEY} }}
   - model_name: titan
-    litellm_params: {{ model: bedrock/amazon.titan-embed-text-v2:0, api_base: "{root}", aws_access_key_id: {UPSTREAM_KEY}, aws_secret_access_key: s, aws_region_name: us-east-1 }}
+    litellm_params: {{ model: bedrock/amazon.titan-embed-text-v2:0, api_base: "{root}", aws_access_key_id: {UPSTREAM_KEY}, aws_secret_access_key: {UPSTREAM_AWS_SECRET}, aws_region_name: us-east-1 }}
     model_info: {{ mode: embedding }}
   - model_name: rerank
     litellm_params: {{ model: cohere/rerank-v3.5, api_base: "{root}", api_key: {UPSTREAM_KEY} }}

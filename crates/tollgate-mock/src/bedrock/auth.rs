@@ -1,12 +1,15 @@
 //! Bedrock authentication as the mock checks it: a Bedrock API key (`Authorization: Bearer`) or a SigV4
 //! `Authorization` header whose access key id is the mock's key. The SigV4 check is structural (algorithm,
 //! credential scope for service `bedrock`, signed `host` and `x-amz-date`, a 64-hex signature, a date within
-//! 15 minutes, the payload hash when `x-amz-content-sha256` is sent); [`signature`] recomputes a signature
-//! for when the mock knows the secret.
+//! 15 minutes, the payload hash when `x-amz-content-sha256` is sent). When the mock knows the secret access
+//! key, [`check_request`] also recomputes the signature from the request ([`signature`]) and compares.
 
 use http::header::AUTHORIZATION;
+use http::header::HOST;
 use http::{HeaderMap, StatusCode};
 use sha2::{Digest, Sha256};
+
+use crate::router::Req;
 
 /// How far `x-amz-date` may be from the mock's clock.
 const MAX_SKEW_SECS: u64 = 15 * 60;
@@ -252,8 +255,113 @@ pub(crate) fn check(key: &str, headers: &HeaderMap, body: &[u8], now: u64) -> Re
     Ok(())
 }
 
+/// [`check`], then, when `secret` is set and the request is SigV4-signed, the signature itself: it is
+/// recomputed from the request (method, path as received, query, the signed headers' values, the payload
+/// hash, `x-amz-date`, the credential scope) and compared in constant time; a mismatch is a 403
+/// `InvalidSignatureException`.
+pub(crate) fn check_request(
+    key: &str,
+    secret: Option<&str>,
+    req: &Req<'_>,
+    now: u64,
+) -> Result<(), Denied> {
+    check(key, req.headers, req.body, now)?;
+    let Some(secret) = secret else {
+        return Ok(());
+    };
+    let Some(value) = req.headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+        return Ok(());
+    };
+    if !value.starts_with("AWS4-HMAC-SHA256 ") {
+        return Ok(()); // a Bedrock API key, already checked
+    }
+    let sig = parse_sigv4(value)?;
+    let mismatch = || {
+        denied(
+            StatusCode::FORBIDDEN,
+            "InvalidSignatureException",
+            "The request signature we calculated does not match the signature you provided. Check your \
+             AWS Secret Access Key and signing method. Consult the service documentation for details.",
+        )
+    };
+    let text = |v: &http::HeaderValue| v.to_str().map_err(|_| mismatch()).map(str::to_owned);
+    let mut values: Vec<(&str, String)> = Vec::with_capacity(sig.signed_headers.len());
+    for name in &sig.signed_headers {
+        let value = if *name == "host" {
+            match (req.headers.get(HOST), req.authority) {
+                (Some(h), _) => text(h)?,
+                (None, Some(a)) => a.to_owned(),
+                (None, None) => return Err(mismatch()),
+            }
+        } else {
+            // Repeated headers are signed as their values joined with `,`.
+            let all = req
+                .headers
+                .get_all(*name)
+                .iter()
+                .map(|v| text(v).map(|s| s.trim().to_owned()))
+                .collect::<Result<Vec<_>, _>>()?;
+            all.join(",")
+        };
+        values.push((name, value));
+    }
+    let headers: Vec<(&str, &str)> = values.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let payload_hash = match req
+        .headers
+        .get("x-amz-content-sha256")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(sent) => sent.to_owned(),
+        None => hex(&Sha256::digest(req.body)),
+    };
+    let amz_date = req
+        .headers
+        .get("x-amz-date")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let query = canonical_query(req.query.unwrap_or_default());
+    let expected = signature(
+        secret,
+        &Signed {
+            method: req.method.as_str(),
+            path: if req.path.is_empty() { "/" } else { req.path },
+            query: &query,
+            headers: &headers,
+            payload_hash: &payload_hash,
+            amz_date,
+            region: sig.region,
+            service: sig.service,
+        },
+    );
+    if constant_time_eq(expected.as_bytes(), sig.signature.as_bytes()) {
+        Ok(())
+    } else {
+        Err(mismatch())
+    }
+}
+
+/// The canonical query string of a query as received (its parts already URI-encoded): `name=value` pairs
+/// sorted, a bare name given an empty value.
+fn canonical_query(query: &str) -> String {
+    let mut pairs: Vec<(&str, &str)> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.split_once('=').unwrap_or((p, "")))
+        .collect();
+    pairs.sort_unstable();
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Equality whose time depends only on the lengths.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// What a SigV4 signature covers (header names lowercase).
-#[cfg_attr(not(test), allow(dead_code))]
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Signed<'a> {
     pub(crate) method: &'a str,
@@ -270,7 +378,6 @@ pub(crate) struct Signed<'a> {
 /// The SigV4 signature of a request (header-based), given the secret: canonical request (each path
 /// segment encoded again), string to sign, signing key chain. For full verification once the mock is given
 /// the secret access key.
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn signature(secret: &str, r: &Signed<'_>) -> String {
     use hmac::{Hmac, Mac};
     let Signed {

@@ -10,7 +10,8 @@
 //! The model id is the percent-decoded path segment (an ARN's `%2F` included); knobs come from its
 //! `@k=v` suffix and `x-mock-*` headers. With [`crate::MockOptions::api_key`] set, a request needs
 //! `Authorization: Bearer <key>` (a Bedrock API key) or a SigV4 `Authorization` whose access key id is the
-//! key (checked structurally, see `auth`). Errors are `{"message": ...}` with `x-amzn-errortype`
+//! key (checked structurally, see `auth`; with [`crate::MockOptions::aws_secret_access_key`] the signature
+//! is recomputed and a mismatch answered with a 403 `InvalidSignatureException`). Errors are `{"message": ...}` with `x-amzn-errortype`
 //! (`ValidationException`, `ThrottlingException`, `AccessDeniedException`, ...); `error_code=
 //! context_length_exceeded` answers "Input is too long for requested model.", `content_policy_violation`
 //! a content-filtering refusal. Usage: `inputTokens` excludes the `cached_tokens` knob's
@@ -197,7 +198,7 @@ pub(crate) async fn route(shared: &Shared, req: &Req<'_>) -> Response<MockBody> 
         return validation("The model identifier is not valid UTF-8.");
     };
     if let Some(key) = shared.api_key.as_deref()
-        && let Err(d) = auth::check(key, req.headers, req.body, unix_now())
+        && let Err(d) = auth::check_request(key, shared.aws_secret.as_deref(), req, unix_now())
     {
         return error(d.status, d.error_type, &d.message);
     }

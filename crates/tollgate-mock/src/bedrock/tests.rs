@@ -4,6 +4,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 use super::eventstream::crc32;
 use super::*;
@@ -21,13 +22,24 @@ impl Got {
 }
 
 async fn post_with(shared: &Shared, path: &str, headers: HeaderMap, body: Value) -> Got {
-    let body = Bytes::from(body.to_string());
+    send(shared, path, None, headers, Bytes::from(body.to_string())).await
+}
+
+/// A POST with a raw body and, as h2 has it, the URI's authority.
+async fn send(
+    shared: &Shared,
+    path: &str,
+    authority: Option<&str>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Got {
     let resp = route(
         shared,
         &Req {
             method: &Method::POST,
             path,
             query: None,
+            authority,
             headers: &headers,
             body: &body,
         },
@@ -44,7 +56,13 @@ async fn post_with(shared: &Shared, path: &str, headers: HeaderMap, body: Value)
 }
 
 async fn post(path: &str, body: Value) -> Got {
-    post_with(&Shared::new(None, false), path, HeaderMap::new(), body).await
+    post_with(
+        &Shared::new(None, None, false),
+        path,
+        HeaderMap::new(),
+        body,
+    )
+    .await
 }
 
 fn user(text: &str) -> Value {
@@ -323,7 +341,7 @@ async fn errors_are_bedrock_shaped() {
 
 #[tokio::test]
 async fn authentication_takes_a_bearer_key_or_sigv4() {
-    let shared = Shared::new(Some("AKIDMOCK".into()), false);
+    let shared = Shared::new(Some("AKIDMOCK".into()), None, false);
     let path = format!("{MODEL}/converse");
     let r = post_with(&shared, &path, HeaderMap::new(), user("x")).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
@@ -355,7 +373,7 @@ async fn authentication_takes_a_bearer_key_or_sigv4() {
         post_with(&shared, &path, h.clone(), user("x")).await.status,
         StatusCode::OK
     );
-    let other = Shared::new(Some("SOMEONE".into()), false);
+    let other = Shared::new(Some("SOMEONE".into()), None, false);
     let r = post_with(&other, &path, h, user("x")).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert!(
@@ -364,6 +382,117 @@ async fn authentication_takes_a_bearer_key_or_sigv4() {
             .unwrap()
             .starts_with("UnrecognizedClientException")
     );
+}
+
+/// Headers of a POST to `path` with `body`, SigV4-signed with `secret` as AWS SDKs sign (`host`,
+/// `x-amz-content-sha256`, `x-amz-date`); `host` is sent as a `Host` header when `host_header`.
+fn sigv4_headers(secret: &str, path: &str, body: &[u8], host_header: bool) -> HeaderMap {
+    let date = auth::format_amz_date(unix_now());
+    let payload: String = Sha256::digest(body)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let sig = auth::signature(
+        secret,
+        &auth::Signed {
+            method: "POST",
+            path,
+            query: "",
+            headers: &[
+                ("host", "127.0.0.1:9"),
+                ("x-amz-content-sha256", &payload),
+                ("x-amz-date", &date),
+            ],
+            payload_hash: &payload,
+            amz_date: &date,
+            region: "us-west-2",
+            service: "bedrock",
+        },
+    );
+    let mut h = HeaderMap::new();
+    h.insert(
+        "authorization",
+        HeaderValue::from_str(&format!(
+            "AWS4-HMAC-SHA256 Credential=AKIDMOCK/{}/us-west-2/bedrock/aws4_request, \
+             SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature={sig}",
+            &date[..8]
+        ))
+        .unwrap(),
+    );
+    if host_header {
+        h.insert("host", HeaderValue::from_static("127.0.0.1:9"));
+    }
+    h.insert("x-amz-date", HeaderValue::from_str(&date).unwrap());
+    h.insert(
+        "x-amz-content-sha256",
+        HeaderValue::from_str(&payload).unwrap(),
+    );
+    h
+}
+
+fn assert_signature_mismatch(r: &Got) {
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(
+        r.headers["x-amzn-errortype"]
+            .to_str()
+            .unwrap()
+            .starts_with("InvalidSignatureException"),
+        "{:?}",
+        r.headers
+    );
+    assert_eq!(
+        r.json()["message"],
+        "The request signature we calculated does not match the signature you provided. Check your \
+         AWS Secret Access Key and signing method. Consult the service documentation for details."
+    );
+}
+
+#[tokio::test]
+async fn sigv4_signatures_are_verified_when_the_secret_is_known() {
+    let shared = Shared::new(Some("AKIDMOCK".into()), Some("the-secret".into()), false);
+    let path = format!("{MODEL}/converse");
+    let body = Bytes::from(user("x").to_string());
+    let ok = |r: Got| {
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    };
+    // The right secret passes, with `host` from the Host header (HTTP/1.1) or the authority (h2).
+    let h = sigv4_headers("the-secret", &path, &body, true);
+    ok(send(&shared, &path, None, h, body.clone()).await);
+    let h = sigv4_headers("the-secret", &path, &body, false);
+    ok(send(&shared, &path, Some("127.0.0.1:9"), h, body.clone()).await);
+    // A Bearer key still works.
+    let mut bearer = HeaderMap::new();
+    bearer.insert("authorization", HeaderValue::from_static("Bearer AKIDMOCK"));
+    ok(send(&shared, &path, None, bearer, body.clone()).await);
+
+    // A wrong secret.
+    let h = sigv4_headers("not-the-secret", &path, &body, true);
+    assert_signature_mismatch(&send(&shared, &path, None, h, body.clone()).await);
+    // A tampered body (with its hash header updated, else the hash check answers first).
+    let mut h = sigv4_headers("the-secret", &path, &body, true);
+    let tampered = Bytes::from(user("y").to_string());
+    let hash: String = Sha256::digest(&tampered)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    h.insert(
+        "x-amz-content-sha256",
+        HeaderValue::from_str(&hash).unwrap(),
+    );
+    assert_signature_mismatch(&send(&shared, &path, None, h, tampered).await);
+    // A tampered path.
+    let h = sigv4_headers("the-secret", &path, &body, true);
+    let other = "/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse";
+    assert_signature_mismatch(&send(&shared, other, None, h, body.clone()).await);
+    // A tampered signed header (the host).
+    let mut h = sigv4_headers("the-secret", &path, &body, true);
+    h.insert("host", HeaderValue::from_static("127.0.0.1:10"));
+    assert_signature_mismatch(&send(&shared, &path, None, h, body.clone()).await);
+
+    // Without the secret the same wrong signature passes the structural check.
+    let structural = Shared::new(Some("AKIDMOCK".into()), None, false);
+    let h = sigv4_headers("not-the-secret", &path, &body, true);
+    ok(send(&structural, &path, None, h, body).await);
 }
 
 #[tokio::test]

@@ -279,9 +279,28 @@ struct Mock {
     provider: Arc<dyn Provider>,
 }
 
-/// A mock that requires the access key `AKIDMOCK`, and a SigV4-signing provider pointed at it.
+/// The secret access key of [`keys`], which the mock verifies SigV4 signatures with.
+const SECRET: &str = "very-secret-key";
+
+/// A recording mock that requires the access key `AKIDMOCK` and verifies SigV4 signatures made with
+/// [`SECRET`].
+async fn verifying_mock() -> MockServer {
+    MockServer::start(
+        "127.0.0.1:0".parse().unwrap(),
+        MockOptions {
+            api_key: Some("AKIDMOCK".into()),
+            aws_secret_access_key: Some(SECRET.into()),
+            record: true,
+        },
+    )
+    .await
+    .unwrap()
+}
+
+/// A mock that requires the access key `AKIDMOCK` and checks signatures in full, and a SigV4-signing
+/// provider pointed at it.
 async fn mock_with(model: &str, extra: Value, api_key: Option<&str>) -> Mock {
-    let server = crate::test_support::recording_mock("AKIDMOCK").await;
+    let server = verifying_mock().await;
     let base = format!("http://{}", server.addr());
     let mut params = keys();
     if let (Value::Object(p), Value::Object(e)) = (&mut params, extra) {
@@ -611,7 +630,7 @@ async fn errors_against_the_mock() {
         "127.0.0.1:0".parse().unwrap(),
         MockOptions {
             api_key: Some("SOMEONE-ELSE".into()),
-            record: false,
+            ..MockOptions::default()
         },
     )
     .await
@@ -621,6 +640,62 @@ async fn errors_against_the_mock() {
         Arc::new(build_with(&deployment(CLAUDE, Some(&base), None, keys()), &[]).unwrap());
     let e = crate::call(&p, chat(CLAUDE, hello())).await.unwrap_err();
     assert_eq!(e.status().as_u16(), 403);
+}
+
+#[tokio::test]
+async fn sigv4_signatures_are_verified_by_the_mock() {
+    // Chat, stream and embeddings, each with a `:` in the model id (`%3A` on the wire, `%253A` signed).
+    let m = mock(CLAUDE).await;
+    let (v, _) = complete(&m.provider, chat(CLAUDE, hello())).await;
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    let mut c = chat(CLAUDE, hello());
+    c.stream = true;
+    let (text, _) = stream_text(&m.provider, c).await;
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    let titan = "amazon.titan-embed-text-v2:0";
+    let m = mock(titan).await;
+    let (v, _) = complete(
+        &m.provider,
+        call(Endpoint::Embeddings, titan, json!({"input": "hi"}), false),
+    )
+    .await;
+    assert_eq!(v["data"].as_array().unwrap().len(), 1);
+    let rec = m.server.recorded();
+    let last = rec.last().unwrap();
+    assert_eq!(last.path, "/model/amazon.titan-embed-text-v2%3A0/invoke");
+    assert!(
+        last.header("authorization")
+            .unwrap()
+            .starts_with("AWS4-HMAC-SHA256 Credential=AKIDMOCK/")
+    );
+
+    // A session token is signed too.
+    let m = mock_with(
+        CLAUDE,
+        json!({"aws_session_token": "session-token-value"}),
+        None,
+    )
+    .await;
+    let (v, _) = complete(&m.provider, chat(CLAUDE, hello())).await;
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+
+    // A wrong secret access key: the mock's signature differs, a 403 `InvalidSignatureException`.
+    let server = verifying_mock().await;
+    let base = format!("http://{}", server.addr());
+    let mut params = keys();
+    params["aws_secret_access_key"] = json!("not-the-secret");
+    let p: Arc<dyn Provider> =
+        Arc::new(build_with(&deployment(CLAUDE, Some(&base), None, params), &[]).unwrap());
+    let e = crate::call(&p, chat(CLAUDE, hello())).await.unwrap_err();
+    assert_eq!(e.status().as_u16(), 403);
+    assert!(
+        format!("{e:?}").contains("InvalidSignatureException"),
+        "{e:?}"
+    );
+    assert!(
+        e.public_message().contains("does not match the signature"),
+        "{e}"
+    );
 }
 
 #[tokio::test]

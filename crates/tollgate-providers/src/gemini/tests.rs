@@ -250,6 +250,7 @@ async fn chat_against_the_mock() {
         MockOptions {
             record: true,
             api_key: Some("sekret".into()),
+            ..MockOptions::default()
         },
         Some("sekret"),
     )

@@ -26,6 +26,9 @@ use tollgate_mock::{MockOptions, MockServer};
 pub const KEY: &str = "sk-it-master-4d1c";
 /// The upstream key the mock expects.
 pub const UPSTREAM_KEY: &str = "sk-it-upstream-9b7e";
+/// The AWS secret access key [`mock`] verifies Bedrock SigV4 signatures with (`UPSTREAM_KEY` is the
+/// access key id).
+pub const UPSTREAM_AWS_SECRET: &str = "it-aws-secret-5f3a";
 
 /// How long a gateway may take to print its listening line.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -154,6 +157,7 @@ pub fn postgres_available() -> bool {
 pub async fn mock() -> MockServer {
     mock_with(MockOptions {
         api_key: Some(UPSTREAM_KEY.into()),
+        aws_secret_access_key: Some(UPSTREAM_AWS_SECRET.into()),
         record: true,
     })
     .await
