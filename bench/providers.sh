@@ -3,7 +3,9 @@
 # Anthropic out, and back) next to the OpenAI pass-through, per request and per stream chunk. Both deployments
 # point at the same mock upstream; the gateway is pinned to one core and its CPU time is read from
 # /proc/PID/stat around fixed-rate runs, so the difference is the translation's CPU per request (complete) and
-# per chunk (streams of CHUNKS chunks). Also a saturation run for each. Writes bench/out/providers-latest.md.
+# per chunk (streams of CHUNKS chunks), each case run twice in A-B-B-A order and averaged. Also saturation runs
+# (the mock and the load generator share LOAD_CORE, so saturation can be bound by the mock's side of a
+# format, not the gateway). Writes bench/out/providers-latest.md.
 # Options (environment variables):
 #   DURATION=10 WARMUP=2 RATE=1000 STREAM_RATE=200 CHUNKS=100 CONNECTIONS=64 RATE_CONNECTIONS=32
 #   GATEWAY_CORE=0 LOAD_CORE=1 SKIP_BUILD=1
@@ -114,9 +116,19 @@ run() {
   $BENCH load --label "$name-sat" --out "$OUT/$name.sat.json" --url "http://$GW/v1/chat/completions" \
     --api-key "$MASTER_KEY" --connections "$CONNECTIONS" --body-file "$OUT/$name.json" "${COMMON[@]}"
 }
-for m in openai anthropic; do log "$m (complete)"; run "$m" "$RATE"; done
+# Each case runs twice in A-B-B-A order (the first runs of a fresh gateway are the slowest); the report gives
+# the mean of the two CPU figures and the second run's latencies.
+cpu_mean() { python3 -c "import sys; print('%.1f' % ((float(sys.argv[1]) + float(sys.argv[2])) / 2))" "$1" "$2"; }
+abba() { # abba A B RATE
+  local a=$1 b=$2 rate=$3
+  log "$a"; run "$a" "$rate"; cp "$OUT/$a.cpu" "$OUT/$a.cpu1"
+  log "$b"; run "$b" "$rate"; cp "$OUT/$b.cpu" "$OUT/$b.cpu1"
+  log "$b (again)"; run "$b" "$rate"; cpu_mean "$(cat "$OUT/$b.cpu1")" "$(cat "$OUT/$b.cpu")" > "$OUT/$b.cpu"
+  log "$a (again)"; run "$a" "$rate"; cpu_mean "$(cat "$OUT/$a.cpu1")" "$(cat "$OUT/$a.cpu")" > "$OUT/$a.cpu"
+}
+abba openai anthropic "$RATE"
 curl -sf -X PUT "http://$MOCK/mock/faults" -d "{\"content\":\"$WORDS\"}" > /dev/null
-for m in openai anthropic; do log "$m (stream, $CHUNKS chunks)"; run "$m-stream" "$STREAM_RATE"; done
+abba openai-stream anthropic-stream "$STREAM_RATE"
 curl -sf -X DELETE "http://$MOCK/mock/faults" > /dev/null
 
 j() { jq -r "$2" "$OUT/$1.json"; }
