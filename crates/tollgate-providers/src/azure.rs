@@ -15,15 +15,15 @@
 
 use std::sync::Arc;
 
-use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName};
+use http::header::{AUTHORIZATION, HeaderName};
 use http::{HeaderMap, StatusCode, Uri};
 use tollgate_config::Deployment;
 use tollgate_core::url::public_url;
 use tollgate_core::wire::JsonObject;
 use tollgate_core::{GatewayError, UpstreamFailure};
 
-use crate::openai::{rewrite_request, rewrite_response, transform_stream, upstream_error};
-use crate::translate::{self, ParamPolicy, Sent, param_str};
+use crate::openai::{exchange, rewrite_request, upstream_error};
+use crate::translate::{ParamPolicy, param_str};
 use crate::{
     BoxFuture, BuildContext, BuildError, Call, Endpoint, HttpClient, Provider, Reply, upstream,
 };
@@ -336,44 +336,7 @@ impl Inner {
             tollgate_core::wire::replace_model(&obj, &call.upstream_model)
         };
         let req = upstream::post(uri, body, &self.headers, &call.request_id)?;
-        let sent = translate::send(
-            &self.client,
-            req,
-            &self.name,
-            call.timeout,
-            call.stream,
-            azure_error,
-        )
-        .await?;
-        let bytes = match sent {
-            Sent::Body(bytes) => bytes,
-            Sent::Stream(resp) => {
-                let is_sse = resp
-                    .headers()
-                    .get(CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok())
-                    .is_some_and(|ct| ct.starts_with("text/event-stream"));
-                if is_sse {
-                    return Ok(Reply::Stream(transform_stream(
-                        resp.into_body(),
-                        call,
-                        self.name.clone(),
-                    )));
-                }
-                tokio::time::timeout(
-                    call.timeout,
-                    translate::collect(resp.into_body(), &self.name),
-                )
-                .await
-                .map_err(|_| GatewayError::UpstreamTimeout {
-                    deployment: self.name.clone(),
-                    after: call.timeout,
-                })??
-            }
-        };
-        let (body, usage) = rewrite_response(&bytes, &call.requested_model)
-            .map_err(|cause| translate::invalid_response(&self.name, cause))?;
-        Ok(Reply::Complete { body, usage })
+        exchange(&self.client, req, &self.name, call, azure_error).await
     }
 }
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
-use http::{HeaderMap, StatusCode};
-use http_body_util::{BodyExt, Limited};
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use tollgate_config::Deployment;
 use tollgate_core::url::public_url;
@@ -17,12 +17,9 @@ use tollgate_core::{GatewayError, UpstreamFailure, Usage};
 
 use crate::sse::{SseDecoder, SseEvent, encode};
 use crate::stream::{ChunkStream, StreamOutcome};
-use crate::translate::{self, ParamPolicy};
+use crate::translate::{self, ParamPolicy, Sent};
 use crate::{BoxFuture, BuildContext, BuildError, Call, Endpoint, HttpClient, Provider, Reply};
 use crate::{compat, upstream};
-
-/// Largest upstream response body we buffer (non-streaming responses and error bodies).
-const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
 
 /// An adapter for one OpenAI-compatible deployment.
 pub struct OpenAiProvider {
@@ -338,58 +335,57 @@ impl Inner {
             rewrite_request(&call)?
         };
         let req = upstream::post(uri, body, &self.headers, &call.request_id)?;
-        let timeout = call.timeout;
-        let timed_out = || GatewayError::UpstreamTimeout {
-            deployment: self.deployment.clone(),
-            after: timeout,
-        };
-        let deadline = tokio::time::Instant::now() + timeout;
-        let resp = tokio::time::timeout_at(deadline, self.client.request(req))
-            .await
-            .map_err(|_| timed_out())?
-            .map_err(|e| transport_error(&self.deployment, &e))?;
-        let status = resp.status();
-        let is_sse = resp
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.starts_with("text/event-stream"));
-        if !status.is_success() {
-            let (parts, body) = resp.into_parts();
-            let bytes = tokio::time::timeout_at(deadline, collect(body, &self.deployment))
-                .await
-                .map_err(|_| timed_out())??;
-            return Err(upstream_error(status, &parts.headers, &bytes));
-        }
-        if call.stream && is_sse {
-            return Ok(Reply::Stream(transform_stream(
-                resp.into_body(),
-                call,
-                self.deployment.clone(),
-            )));
-        }
-        let bytes = tokio::time::timeout_at(deadline, collect(resp.into_body(), &self.deployment))
-            .await
-            .map_err(|_| timed_out())??;
-        let (body, usage) = rewrite_response(&bytes, &call.requested_model).map_err(|cause| {
-            GatewayError::UpstreamInvalid {
-                deployment: self.deployment.clone(),
-                cause,
-            }
-        })?;
-        Ok(Reply::Complete { body, usage })
+        exchange(&self.client, req, &self.deployment, call, upstream_error).await
     }
 }
 
-async fn collect(body: Incoming, deployment: &str) -> Result<Bytes, GatewayError> {
-    Limited::new(body, MAX_UPSTREAM_BODY)
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .map_err(|e| GatewayError::UpstreamUnreachable {
-            deployment: deployment.to_string(),
-            cause: format!("reading the response body: {e}"),
-        })
+/// Send an OpenAI-format request and read the answer (OpenAI, the compatible family and Azure): a stream
+/// when one was asked for and the upstream answers with SSE, else the whole body (within the same deadline)
+/// with `model` set to the requested name.
+pub(crate) async fn exchange(
+    client: &HttpClient,
+    req: Request<Full<Bytes>>,
+    deployment: &str,
+    call: Call,
+    parse_error: translate::ErrorParser,
+) -> Result<Reply, GatewayError> {
+    let deadline = tokio::time::Instant::now() + call.timeout;
+    let sent = translate::send(
+        client,
+        req,
+        deployment,
+        call.timeout,
+        call.stream,
+        parse_error,
+    )
+    .await?;
+    let bytes = match sent {
+        Sent::Body(bytes) => bytes,
+        Sent::Stream(resp) if is_sse(resp.headers()) => {
+            return Ok(Reply::Stream(transform_stream(
+                resp.into_body(),
+                call,
+                deployment.to_string(),
+            )));
+        }
+        Sent::Stream(resp) => {
+            tokio::time::timeout_at(deadline, translate::collect(resp.into_body(), deployment))
+                .await
+                .map_err(|_| GatewayError::UpstreamTimeout {
+                    deployment: deployment.to_string(),
+                    after: call.timeout,
+                })??
+        }
+    };
+    let (body, usage) = rewrite_response(&bytes, &call.requested_model)
+        .map_err(|cause| translate::invalid_response(deployment, cause))?;
+    Ok(Reply::Complete { body, usage })
+}
+
+fn is_sse(h: &HeaderMap) -> bool {
+    h.get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("text/event-stream"))
 }
 
 /// Set `model` to what the client asked for and pick out `usage`, leaving the rest byte for byte.

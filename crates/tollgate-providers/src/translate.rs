@@ -332,41 +332,17 @@ impl ParamPolicy {
         supported: &[&str],
         provider: &str,
     ) -> Result<Bytes, GatewayError> {
-        let obj =
-            JsonObject::parse(body).map_err(|e| GatewayError::MalformedJson(e.to_string()))?;
-        let drop = self.drop_for(&obj);
-        let mut remove: Vec<String> = Vec::new();
-        for key in obj.keys() {
-            let additional = self.additional.iter().any(|a| a == key);
-            let known = GATEWAY_PARAMS.contains(&key) || supported.contains(&key);
-            if additional || (!known && drop) {
-                remove.push(key.to_string());
-            } else if !known && obj.get(key).is_some_and(|v| v.get() != "null") {
-                return Err(GatewayError::InvalidRequest {
-                    message: format!(
-                        "{provider} does not support parameters: ['{key}']. To drop these, set `litellm_settings: drop_params: true` (or `drop_params: true` on the deployment or in the request)"
-                    ),
-                    param: Some(key.to_string()),
-                    code: Some("unsupported_parameter".into()),
-                });
-            }
-        }
-        if remove.is_empty() {
-            return Ok(body.clone());
-        }
-        let mut m: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_slice(body).map_err(|e| GatewayError::MalformedJson(e.to_string()))?;
-        for k in &remove {
-            m.remove(k);
-        }
-        serde_json::to_vec(&m)
-            .map(Bytes::from)
-            .map_err(|e| GatewayError::Internal(e.to_string()))
+        self.filter(
+            body,
+            |key| !GATEWAY_PARAMS.contains(&key) && !supported.contains(&key),
+            &[],
+            provider,
+        )
     }
 
     /// For pass-through providers (OpenAI-compatible): `unsupported` params are refused (or dropped),
     /// `renamed` ones get the provider's name, `additional_drop_params` are removed. The body is returned
-    /// unchanged (no copy) when none of them is present.
+    /// unchanged (no copy, not even parsed) when none of them is configured or present.
     pub fn apply_blocklist(
         &self,
         body: &Bytes,
@@ -377,16 +353,32 @@ impl ParamPolicy {
         if self.additional.is_empty() && unsupported.is_empty() && renamed.is_empty() {
             return Ok(body.clone());
         }
+        self.filter(body, |key| unsupported.contains(&key), renamed, provider)
+    }
+
+    /// The one pass behind [`apply`](Self::apply) and [`apply_blocklist`](Self::apply_blocklist): an
+    /// `unsupported` key with a value is a 400 unless dropping (then removed, as is a `null` one);
+    /// `additional_drop_params` are removed; `renamed` keys get their new name. The body is re-serialized only
+    /// when something changes.
+    fn filter(
+        &self,
+        body: &Bytes,
+        unsupported: impl Fn(&str) -> bool,
+        renamed: &[(&str, &str)],
+        provider: &str,
+    ) -> Result<Bytes, GatewayError> {
         let obj =
             JsonObject::parse(body).map_err(|e| GatewayError::MalformedJson(e.to_string()))?;
         let drop = self.drop_for(&obj);
         let mut remove: Vec<&str> = Vec::new();
         for key in obj.keys() {
-            let present = obj.get(key).is_some_and(|v| v.get() != "null");
             if self.additional.iter().any(|a| a == key) {
                 remove.push(key);
-            } else if unsupported.contains(&key) && present {
-                if !drop {
+            } else if unsupported(key) {
+                let present = obj.get(key).is_some_and(|v| v.get() != "null");
+                if drop {
+                    remove.push(key);
+                } else if present {
                     return Err(GatewayError::InvalidRequest {
                         message: format!(
                             "{provider} does not support parameters: ['{key}']. To drop these, set `litellm_settings: drop_params: true` (or `drop_params: true` on the deployment or in the request)"
@@ -395,7 +387,6 @@ impl ParamPolicy {
                         code: Some("unsupported_parameter".into()),
                     });
                 }
-                remove.push(key);
             }
         }
         let renames: Vec<&(&str, &str)> = renamed
