@@ -237,6 +237,26 @@ pub enum Principal {
     Open,
     /// A virtual key.
     Key(Arc<Entry<KeyDoc>>),
+    /// A verified JWT (`general_settings.enable_jwt_auth`): the entities its claims name.
+    Jwt(Arc<JwtIdentity>),
+}
+
+/// Who a verified JWT names, by the `litellm_jwtauth` claim fields. Only entities that exist (or were just
+/// created by `user_id_upsert` / `team_id_upsert`) are named.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JwtIdentity {
+    /// The token's `sub`, for logs.
+    pub subject: Option<String>,
+    /// The token holds `admin_jwt_scope`: a proxy admin.
+    pub admin: bool,
+    pub user_id: Option<String>,
+    pub email: Option<String>,
+    /// The teams the token names, in order; a request is booked to the first whose models allow it
+    /// ([`Accounts::jwt_team_for`]).
+    pub team_ids: Vec<String>,
+    pub organization_id: Option<String>,
+    pub end_user_id: Option<String>,
+    pub roles: Vec<String>,
 }
 
 impl std::fmt::Debug for Principal {
@@ -245,6 +265,7 @@ impl std::fmt::Debug for Principal {
             Principal::Master => f.write_str("Master"),
             Principal::Open => f.write_str("Open"),
             Principal::Key(k) => write!(f, "Key({})", k.doc.key_name),
+            Principal::Jwt(j) => write!(f, "Jwt(sub={})", j.subject.as_deref().unwrap_or("-")),
         }
     }
 }
@@ -254,6 +275,25 @@ impl Principal {
         match self {
             Principal::Key(k) => Some(&k.doc),
             _ => None,
+        }
+    }
+
+    /// Whether model lists apply to this caller (virtual keys and non-admin JWTs; the master key, an
+    /// open gateway and admin JWTs may use every model).
+    pub fn has_model_limits(&self) -> bool {
+        match self {
+            Principal::Key(_) => true,
+            Principal::Jwt(j) => !j.admin,
+            Principal::Master | Principal::Open => false,
+        }
+    }
+
+    /// The user the caller acts as, if any.
+    pub fn user_id(&self) -> Option<&str> {
+        match self {
+            Principal::Key(k) => k.doc.user_id.as_deref(),
+            Principal::Jwt(j) => j.user_id.as_deref(),
+            Principal::Master | Principal::Open => None,
         }
     }
 }
@@ -528,9 +568,20 @@ impl Accounts {
                 return Err(invalid());
             }
         }
-        match self.store.get(EntityKind::Key, hash).await {
-            Ok(Some(row)) => self.keys.apply(&row).ok_or_else(invalid),
-            Ok(None) => {
+        // Every way a presented key is not a usable key (never issued, deleted, unreadable) ends in the same
+        // 401 and the same negative-cache entry: the answer must not tell them apart.
+        let row = match self.store.get(EntityKind::Key, hash).await {
+            Ok(row) => row,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot look a key up: database unavailable");
+                return Err(GatewayError::Unavailable(
+                    "Cannot verify this key right now: the database is unavailable. Keys already in use keep working.".into(),
+                ));
+            }
+        };
+        match row.and_then(|row| self.keys.apply(&row)) {
+            Some(entry) => Ok(entry),
+            None => {
                 let mut neg = self.negative.lock().unwrap_or_else(|p| p.into_inner());
                 if neg.len() >= NEGATIVE_MAX {
                     neg.retain(|_, t| now - *t < NEGATIVE_TTL_MS);
@@ -541,15 +592,12 @@ impl Accounts {
                 neg.insert(hash.to_string(), now);
                 Err(invalid())
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot look a key up: database unavailable");
-                Err(GatewayError::Unavailable(
-                    "Cannot verify this key right now: the database is unavailable. Keys already in use keep working.".into(),
-                ))
-            }
         }
     }
 
+    /// The refusals of a key that exists. These may say why (blocked, expired, team blocked): only the
+    /// key's holder gets them, having proved possession of it. A key that does not exist (never issued,
+    /// deleted, mistyped) always gets the one "invalid token" answer of `lookup_key`.
     fn check_key(&self, e: &Entry<KeyDoc>) -> Result<(), GatewayError> {
         let k = &e.doc;
         if k.blocked {
@@ -583,18 +631,44 @@ impl Accounts {
     pub fn role(&self, p: &Principal) -> Role {
         match p {
             Principal::Master | Principal::Open => Role::ProxyAdmin,
-            Principal::Key(k) => k
-                .doc
-                .user_id
-                .as_deref()
+            Principal::Jwt(j) if j.admin => Role::ProxyAdmin,
+            Principal::Key(_) | Principal::Jwt(_) => p
+                .user_id()
                 .and_then(|u| self.users.get(u))
                 .map(|u| u.doc.user_role)
                 .unwrap_or(Role::InternalUser),
         }
     }
 
+    /// The team a JWT caller's request to `model` is booked to: the first of the token's teams whose
+    /// models allow it. `None` when the token names no team, or none of its teams may use the model.
+    pub fn jwt_team_for(
+        &self,
+        j: &JwtIdentity,
+        model: &str,
+        access_groups: &[String],
+    ) -> Option<String> {
+        j.team_ids
+            .iter()
+            .filter_map(|t| self.teams.get(t))
+            .find(|t| access::list_allows(&t.doc.models, model, access_groups))
+            .map(|t| t.doc.team_id.clone())
+    }
+
     /// May this caller use `model` (a model group; `access_groups` of its deployments)?
     pub fn may_use_model(&self, p: &Principal, model: &str, access_groups: &[String]) -> bool {
+        if let Principal::Jwt(j) = p {
+            if j.admin {
+                return true;
+            }
+            if !j.team_ids.is_empty() {
+                return self.jwt_team_for(j, model, access_groups).is_some();
+            }
+            return match j.user_id.as_deref().and_then(|u| self.users.get(u)) {
+                Some(u) => access::list_allows(&u.doc.models, model, access_groups),
+                None => true,
+            };
+        }
         let Principal::Key(k) = p else { return true };
         let team = k.doc.team_id.as_deref().and_then(|t| self.teams.get(t));
         let user = match team {
@@ -612,12 +686,19 @@ impl Accounts {
 
     /// The key's (then team's) alias for a requested model, if any.
     pub fn alias_for(&self, p: &Principal, requested: &str) -> Option<String> {
-        let Principal::Key(k) = p else { return None };
         let from = |m: &serde_json::Map<String, serde_json::Value>| {
             m.get(requested)
                 .and_then(|v| v.as_str())
                 .map(str::to_string)
         };
+        if let Principal::Jwt(j) = p {
+            return j
+                .team_ids
+                .iter()
+                .filter_map(|t| self.teams.get(t))
+                .find_map(|t| from(&t.doc.model_aliases));
+        }
+        let Principal::Key(k) = p else { return None };
         from(&k.doc.aliases).or_else(|| {
             k.doc
                 .team_id
@@ -779,82 +860,97 @@ impl Accounts {
                 Err(refusal) => Err(refusal_error(kind, id, refusal, reset_at)),
             }
         };
-        let mut org_id = None;
-        if let Principal::Key(k) = p {
-            let d = &k.doc;
-            booking.api_key = d.token.clone();
-            booking.key_alias = d.key_alias.clone();
-            booking.user_id = d.user_id.clone();
-            booking.team_id = d.team_id.clone();
-            let mb = model_budget(&d.model_max_budget, model).or_else(|| {
-                d.budget_id
-                    .as_deref()
-                    .and_then(|b| self.budgets.get(b))
-                    .and_then(|b| model_budget(&b.doc.model_max_budget, model))
-            });
-            let key_limits = match d.budget_id.as_deref().and_then(|b| self.budgets.get(b)) {
-                Some(b) => merged(&d.limits, &b.doc.limits),
-                None => d.limits.clone(),
-            };
-            take(
-                "key",
-                &d.key_name,
-                &d.token,
-                &k.counters,
-                &key_limits,
-                mb,
-                k.budget_reset_at,
-                &mut adm,
-            )?;
-            if let Some(u) = d.user_id.as_deref().and_then(|u| self.users.get(u)) {
-                take(
-                    "user",
-                    &u.doc.user_id,
-                    &u.doc.user_id,
-                    &u.counters,
-                    &u.doc.limits,
-                    None,
-                    u.budget_reset_at,
-                    &mut adm,
-                )?;
-                org_id = u.doc.organization_id.clone();
-            }
-            if let Some(t) = d.team_id.as_deref().and_then(|t| self.teams.get(t)) {
-                take(
-                    "team",
-                    &t.doc.team_id,
-                    &t.doc.team_id,
-                    &t.counters,
-                    &t.doc.limits,
-                    None,
-                    t.budget_reset_at,
-                    &mut adm,
-                )?;
-                org_id = t.doc.organization_id.clone().or(org_id);
-            }
-            org_id = d.organization_id.clone().or(org_id);
-            if let Some(o) = org_id.as_deref().and_then(|o| self.orgs.get(o)) {
-                if o.doc.blocked {
-                    return Err(GatewayError::Forbidden(format!(
-                        "Organization={} is blocked",
-                        o.doc.organization_id
-                    )));
-                }
-                let limits = match o.doc.budget_id.as_deref().and_then(|b| self.budgets.get(b)) {
-                    Some(b) => merged(&o.doc.limits, &b.doc.limits),
-                    None => o.doc.limits.clone(),
+        // The entities above the caller: (user, team, organization named directly).
+        let (user_id, team_id, direct_org) = match p {
+            Principal::Key(k) => {
+                let d = &k.doc;
+                booking.api_key = d.token.clone();
+                booking.key_alias = d.key_alias.clone();
+                let mb = model_budget(&d.model_max_budget, model).or_else(|| {
+                    d.budget_id
+                        .as_deref()
+                        .and_then(|b| self.budgets.get(b))
+                        .and_then(|b| model_budget(&b.doc.model_max_budget, model))
+                });
+                let key_limits = match d.budget_id.as_deref().and_then(|b| self.budgets.get(b)) {
+                    Some(b) => merged(&d.limits, &b.doc.limits),
+                    None => d.limits.clone(),
                 };
                 take(
-                    "organization",
-                    &o.doc.organization_id,
-                    &o.doc.organization_id,
-                    &o.counters,
-                    &limits,
-                    None,
-                    o.budget_reset_at,
+                    "key",
+                    &d.key_name,
+                    &d.token,
+                    &k.counters,
+                    &key_limits,
+                    mb,
+                    k.budget_reset_at,
                     &mut adm,
                 )?;
+                (
+                    d.user_id.clone(),
+                    d.team_id.clone(),
+                    d.organization_id.clone(),
+                )
             }
+            // The handler narrowed `team_ids` to the team chosen for this model (`jwt_team_for`).
+            Principal::Jwt(j) => (
+                j.user_id.clone(),
+                j.team_ids.first().cloned(),
+                j.organization_id.clone(),
+            ),
+            Principal::Master | Principal::Open => (None, None, None),
+        };
+        booking.user_id = user_id.clone();
+        booking.team_id = team_id.clone();
+        let mut org_id = None;
+        if let Some(u) = user_id.as_deref().and_then(|u| self.users.get(u)) {
+            take(
+                "user",
+                &u.doc.user_id,
+                &u.doc.user_id,
+                &u.counters,
+                &u.doc.limits,
+                None,
+                u.budget_reset_at,
+                &mut adm,
+            )?;
+            org_id = u.doc.organization_id.clone();
+        }
+        if let Some(t) = team_id.as_deref().and_then(|t| self.teams.get(t)) {
+            take(
+                "team",
+                &t.doc.team_id,
+                &t.doc.team_id,
+                &t.counters,
+                &t.doc.limits,
+                None,
+                t.budget_reset_at,
+                &mut adm,
+            )?;
+            org_id = t.doc.organization_id.clone().or(org_id);
+        }
+        org_id = direct_org.or(org_id);
+        if let Some(o) = org_id.as_deref().and_then(|o| self.orgs.get(o)) {
+            if o.doc.blocked {
+                return Err(GatewayError::Forbidden(format!(
+                    "Organization={} is blocked",
+                    o.doc.organization_id
+                )));
+            }
+            let limits = match o.doc.budget_id.as_deref().and_then(|b| self.budgets.get(b)) {
+                Some(b) => merged(&o.doc.limits, &b.doc.limits),
+                None => o.doc.limits.clone(),
+            };
+            take(
+                "organization",
+                &o.doc.organization_id,
+                &o.doc.organization_id,
+                &o.counters,
+                &limits,
+                None,
+                o.budget_reset_at,
+                &mut adm,
+            )?;
         }
         booking.organization_id = org_id;
         if let Some(eu) = end_user.and_then(|e| self.end_users.get(e)) {

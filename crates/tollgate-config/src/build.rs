@@ -45,6 +45,7 @@ pub(crate) fn build(
         ..Config::default()
     };
     let file = FileSettings::read(&root, &mut diag);
+    config.jwt = read_jwt(&root, &env, &mut diag);
     let routing = routing_read::read(&root, &mut diag);
     let mut located = deployments(&root, &mut diag);
     if let Some(model) = &overrides.model {
@@ -65,6 +66,7 @@ pub(crate) fn build(
     config.json_logs = file.json_logs.unwrap_or(false);
     config.request_timeout = file.router_timeout.or(file.request_timeout);
     server(&mut config, &file, &env, overrides, &mut diag);
+    crate::security::read(&root, &env, overrides, &mut config, &mut diag);
     config.model_group_alias = file.aliases;
     config.hidden_model_group_aliases = file.hidden_aliases;
     check_aliases(&config, &file.alias_locs, &mut diag);
@@ -83,6 +85,23 @@ pub(crate) fn build(
     config.unimplemented = diag.unimplemented.into_iter().collect();
     config.warnings = diag.warnings;
     Ok(config)
+}
+
+/// `general_settings.enable_jwt_auth` and `litellm_jwtauth`.
+fn read_jwt(root: &Node, env: &Env, diag: &mut Diag) -> Option<crate::jwt::JwtSettings> {
+    let general = section(root, "general_settings");
+    let path = KeyPath::root().key("general_settings");
+    let enabled = general
+        .iter()
+        .find(|e| e.key == "enable_jwt_auth")
+        .and_then(|e| {
+            convert::boolean(&e.value, &path.key("enable_jwt_auth"), diag).map(|b| (b, &e.value))
+        });
+    let node = general
+        .iter()
+        .find(|e| e.key == "litellm_jwtauth")
+        .map(|e| &e.value);
+    crate::jwt::read(enabled, node, env, diag)
 }
 
 /// Problems with a position first, by file, line and column; then the others as found.

@@ -25,11 +25,13 @@ mod convert;
 mod env;
 mod error;
 mod include;
+mod jwt;
 mod keys;
 mod resolve;
 mod routing;
 mod routing_read;
 mod secret;
+mod security;
 mod types;
 mod yaml;
 
@@ -38,8 +40,13 @@ use std::path::{Path, PathBuf};
 pub use build::split_model;
 pub use env::Env;
 pub use error::{ConfigError, Location};
+pub use jwt::JwtSettings;
 pub use routing::{ClassPolicy, ErrorClass, FallbackMap, RoutingSettings, Strategy};
 pub use secret::Secret;
+pub use security::{
+    CLIENT_SIDE_CREDENTIAL_FIELDS, DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_JSON_DEPTH,
+    DEFAULT_MAX_MESSAGES, SecuritySettings, normalize_origin,
+};
 pub use types::{
     AccountsSettings, Config, DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT,
     DEFAULT_HOST, DEFAULT_KEEPALIVE_TIMEOUT, DEFAULT_MAX_REQUEST_BODY_BYTES, DEFAULT_PORT,

@@ -37,6 +37,8 @@ pub struct Overrides {
     pub model: Option<String>,
     /// `--api_base` for `--model`.
     pub api_base: Option<String>,
+    /// `--limit_concurrency`
+    pub limit_concurrency: Option<usize>,
 }
 
 impl fmt::Debug for Overrides {
@@ -58,6 +60,7 @@ impl fmt::Debug for Overrides {
             .field("skip_migrations", &self.skip_migrations)
             .field("model", &self.model)
             .field("api_base", &self.api_base)
+            .field("limit_concurrency", &self.limit_concurrency)
             .finish()
     }
 }
@@ -89,6 +92,10 @@ pub struct Config {
     pub routing: crate::routing::RoutingSettings,
     /// `litellm_settings.json_logs`
     pub json_logs: bool,
+    /// JWT authentication (`general_settings.enable_jwt_auth` + `litellm_jwtauth`); `None` when off.
+    pub jwt: Option<crate::jwt::JwtSettings>,
+    /// Client-side credentials, body limits and CORS.
+    pub security: crate::security::SecuritySettings,
     /// The file's `environment_variables`, resolved (values may be secrets). Pass
     /// [`Config::layered_env`] to anything that reads the environment (provider key defaults).
     pub environment_variables: BTreeMap<String, Secret>,
@@ -115,6 +122,8 @@ impl Default for Config {
             request_timeout: None,
             routing: crate::routing::RoutingSettings::default(),
             json_logs: false,
+            jwt: None,
+            security: crate::security::SecuritySettings::default(),
             environment_variables: BTreeMap::new(),
             unimplemented: Vec::new(),
             warnings: Vec::new(),
@@ -141,6 +150,8 @@ impl fmt::Debug for Config {
             .field("request_timeout", &self.request_timeout)
             .field("routing", &self.routing)
             .field("json_logs", &self.json_logs)
+            .field("jwt", &self.jwt)
+            .field("security", &self.security)
             .field("environment_variables", &self.environment_variables)
             .field("unimplemented", &self.unimplemented)
             .field("warnings", &self.warnings)
@@ -236,6 +247,11 @@ pub struct ServerSettings {
     pub tls: Option<TlsFiles>,
     /// `--max_requests_before_restart` / `MAX_REQUESTS_BEFORE_RESTART`.
     pub max_requests_before_restart: Option<u64>,
+    /// `general_settings.tollgate_max_header_bytes`: the largest request head (HTTP/1.1: 431 beyond it;
+    /// HTTP/2: the header list size); default 64 KiB.
+    pub max_header_bytes: usize,
+    /// `--limit_concurrency` / `LIMIT_CONCURRENCY`: requests in flight beyond this get a 503; `None` = unlimited.
+    pub limit_concurrency: Option<usize>,
 }
 
 /// Default listen address.
@@ -263,6 +279,8 @@ impl Default for ServerSettings {
             graceful_shutdown_timeout: DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT,
             tls: None,
             max_requests_before_restart: None,
+            max_header_bytes: crate::security::DEFAULT_MAX_HEADER_BYTES,
+            limit_concurrency: None,
         }
     }
 }

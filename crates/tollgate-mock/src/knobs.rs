@@ -22,6 +22,15 @@ pub(crate) enum Finish {
     Stop,
 }
 
+/// How an `echo_key` failure shows the credential the request presented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EchoKey {
+    /// In the message of the OpenAI-shaped JSON error.
+    Json,
+    /// In a `text/plain` body (an upstream that does not answer in its API's error shape).
+    Text,
+}
+
 /// The knobs one request carries. Header knobs override model-suffix knobs.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Knobs {
@@ -50,6 +59,12 @@ pub(crate) struct Knobs {
     pub(crate) reasoning_tokens: Option<u64>,
     /// Forces the finish reason: `content_filter` (each provider's safety stop), `length` or `stop`.
     pub(crate) finish: Option<Finish>,
+    /// Fail (401 unless `status` says otherwise) with a message that repeats the presented credential, as
+    /// providers do ("Incorrect API key provided: sk-..."): for testing that a gateway does not relay it.
+    pub(crate) echo_key: Option<EchoKey>,
+    /// The credential the request presented (Bearer token, `api-key`, `x-api-key` or `x-goog-api-key`),
+    /// kept only with `echo_key`.
+    pub(crate) presented_key: Option<String>,
     /// Canonical `name=value` list of the header knobs (sorted), kept only
     /// when `fail_first` needs a counter key.
     header_canon: Vec<(String, String)>,
@@ -78,6 +93,9 @@ impl Knobs {
             let value = String::from_utf8_lossy(value.as_bytes());
             knobs.set(&knob, value.trim())?;
             knobs.header_canon.push((knob, value.into_owned()));
+        }
+        if knobs.echo_key.is_some() {
+            knobs.presented_key = presented_key(headers);
         }
         knobs.check()?;
         Ok(knobs)
@@ -197,6 +215,14 @@ impl Knobs {
                     code => Some(code.to_owned()),
                 }
             }
+            "echo_key" => {
+                self.echo_key = match value {
+                    "0" | "false" | "no" | "off" => None,
+                    "1" | "true" | "yes" | "on" | "" | "json" => Some(EchoKey::Json),
+                    "text" => Some(EchoKey::Text),
+                    _ => return Err(invalid()),
+                }
+            }
             _ => return Err(format!("unknown mock knob `{name}`")),
         }
         Ok(())
@@ -230,6 +256,7 @@ impl Knobs {
                     .map(|e| e.status)
             })
             .or(self.retry_after.map(|_| 429))
+            .or(self.echo_key.map(|_| 401))
             .or(gated.then_some(500))
     }
 
@@ -289,7 +316,27 @@ const KNOWN: &[&str] = &[
     "fail_first",
     "fail_rate",
     "error_code",
+    "echo_key",
 ];
+
+/// The credential a request presents: the Bearer token, else `api-key`, `x-api-key` or `x-goog-api-key`.
+fn presented_key(headers: &HeaderMap) -> Option<String> {
+    let bearer = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| match v.get(..7) {
+            Some(scheme) if scheme.eq_ignore_ascii_case("bearer ") => v[7..].trim(),
+            _ => v.trim(),
+        });
+    bearer
+        .or_else(|| {
+            ["api-key", "x-api-key", "x-goog-api-key"]
+                .iter()
+                .find_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()))
+                .map(str::trim)
+        })
+        .map(str::to_owned)
+}
 
 /// Splits `model@knobs` into the base model and the knob suffix (after the
 /// last `@`). The suffix counts only when it contains `=` or consists of
@@ -447,6 +494,30 @@ mod tests {
         let k = knobs("m@error_code=content_filter,fail_rate=0");
         assert_eq!(k.failure_status(), Some(400));
         assert_eq!(k.decide(|_| false, || 0.3), None);
+    }
+
+    #[test]
+    fn echo_key_fails_with_the_presented_key() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            http::header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer sk-presented-1"),
+        );
+        let k = Knobs::collect(None, &h, Some("m@echo_key")).unwrap();
+        assert_eq!(k.echo_key, Some(EchoKey::Json));
+        assert_eq!(k.presented_key.as_deref(), Some("sk-presented-1"));
+        assert_eq!(k.failure_status(), Some(401));
+        let mut h = HeaderMap::new();
+        h.insert("x-api-key", HeaderValue::from_static("sk-ant-2"));
+        let k = Knobs::collect(None, &h, Some("m@echo_key=text,status=500")).unwrap();
+        assert_eq!(k.echo_key, Some(EchoKey::Text));
+        assert_eq!(k.presented_key.as_deref(), Some("sk-ant-2"));
+        assert_eq!(k.failure_status(), Some(500));
+        // Without the knob nothing is kept.
+        let k = Knobs::collect(None, &h, Some("m")).unwrap();
+        assert_eq!(k.presented_key, None);
+        assert_eq!(k.failure_status(), None);
+        assert!(Knobs::collect(None, &h, Some("m@echo_key=loud")).is_err());
     }
 
     #[test]

@@ -95,6 +95,7 @@
 //! | `fail_first` | n | the first n requests with this exact model string and knob headers fail with `status` (default 500, or 429 with `retry_after`), later ones succeed |
 //! | `fail_rate` | p in [0, 1] | each request fails with probability p, with `status` (default 500, or 429 with `retry_after`, or the `error_code` default); `Retry-After` is sent when `retry_after` is set |
 //! | `error_code` | code | the failure's OpenAI error `code`, with a matching message; alone it makes the request fail. Special codes below carry their own status default; any other code needs `status` (or `retry_after`) |
+//! | `echo_key` | 1 / `json` / `text` | fail (401 unless `status` is set) with "Incorrect API key provided: <the presented key>", as real providers echo keys; `text` sends it as a `text/plain` body. The key is echoed on the OpenAI routes (other providers fail with their own message) |
 //!
 //! `status`, `retry_after` and `error_code` alone make every request fail.
 //! With a gate (`fail_first` and/or `fail_rate`) they only say *how* a

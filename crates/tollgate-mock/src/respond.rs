@@ -6,6 +6,7 @@ use http::{Response, StatusCode};
 
 use crate::body::{MockBody, Pacing};
 use crate::json;
+use crate::knobs::EchoKey;
 
 const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
 const EVENT_STREAM: HeaderValue = HeaderValue::from_static("text/event-stream");
@@ -176,6 +177,26 @@ pub(crate) fn knob_failure(
             .insert(RETRY_AFTER, HeaderValue::from(secs));
     }
     resp
+}
+
+/// An `echo_key` failure: "Incorrect API key provided: <key>" with the key as presented, in the OpenAI error
+/// shape or as a `text/plain` body.
+pub(crate) fn echo_key_failure(status: u16, how: EchoKey, key: Option<&str>) -> Response<MockBody> {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::UNAUTHORIZED);
+    let message = format!(
+        "Incorrect API key provided: {}. You can find your API key in your account settings.",
+        key.unwrap_or("<none>")
+    );
+    match how {
+        EchoKey::Json => error(status, &message, Some("invalid_api_key"), None),
+        EchoKey::Text => {
+            let mut resp = Response::new(MockBody::full(message));
+            *resp.status_mut() = status;
+            resp.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            resp
+        }
+    }
 }
 
 /// The message of a status-knob failure.

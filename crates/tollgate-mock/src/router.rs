@@ -184,6 +184,13 @@ pub(crate) async fn apply_faults(
     prompt_tokens: u64,
 ) -> Option<Response<MockBody>> {
     let status = fault_status(shared, knobs, model).await?;
+    if let Some(how) = knobs.echo_key {
+        return Some(respond::echo_key_failure(
+            status,
+            how,
+            knobs.presented_key.as_deref(),
+        ));
+    }
     Some(respond::knob_failure(
         status,
         knobs.retry_after,

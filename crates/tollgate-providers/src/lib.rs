@@ -8,6 +8,8 @@ pub mod chat;
 pub mod client;
 pub mod cohere;
 pub mod compat;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod gemini;
 pub mod messages;
 pub mod mock;

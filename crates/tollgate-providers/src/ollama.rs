@@ -1596,6 +1596,23 @@ impl StreamTranslator for NdjsonTranslator {
     }
 }
 
+/// Entry points for the fuzz targets (feature `fuzzing`): the same functions the adapter runs, without I/O.
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzz {
+    use super::*;
+
+    /// The upstream body `p` builds for `call` ([`Inner::prepare`], which runs before anything is sent).
+    pub(crate) fn prepared_body(p: &OllamaProvider, call: &Call) -> Result<Vec<u8>, GatewayError> {
+        p.inner.prepare(call).map(|prepared| prepared.body)
+    }
+
+    /// The NDJSON stream translator for a chat answer (`chat`) or a text completion.
+    pub(crate) fn ndjson_stream(chat: bool, call: &Call) -> impl StreamTranslator {
+        let answer = if chat { Answer::Chat } else { Answer::Text };
+        NdjsonTranslator::new(answer, call, "fuzz")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;

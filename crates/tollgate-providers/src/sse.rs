@@ -51,7 +51,9 @@ impl SseDecoder {
     /// The stream ended: dispatch a last event that had no blank line after it.
     pub fn finish(&mut self, out: &mut Vec<SseEvent>) {
         if !self.buf.is_empty() {
-            let line = String::from_utf8_lossy(&self.buf).into_owned();
+            // A '\r' kept back by `push` (it might have been the first half of "\r\n") ends the last line.
+            let text = self.buf.strip_suffix(b"\r").unwrap_or(&self.buf);
+            let line = String::from_utf8_lossy(text).into_owned();
             self.buf.clear();
             self.line(&line, out);
         }
@@ -153,6 +155,20 @@ mod tests {
             ev.iter().map(|e| e.data.as_str()).collect::<Vec<_>>(),
             vec!["a", "b", "c"]
         );
+    }
+
+    /// Found by fuzzing (`sse_decode`): a stream ending in "\r" kept the CR in the last event's data.
+    #[test]
+    fn trailing_cr_at_the_end_is_a_line_end() {
+        let ev = decode_all(&[b"data: {\"a\":1}\x8d\r"]);
+        assert_eq!(ev.len(), 1);
+        assert_eq!(ev[0].data, "{\"a\":1}\u{fffd}");
+        assert_eq!(
+            decode_all(&[b"data: x\r", b""]),
+            decode_all(&[b"data: x\n"])
+        );
+        let ev = decode_all(&[b"event: e\r"]);
+        assert!(ev.is_empty());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http::header::RETRY_AFTER;
-use http::{HeaderMap, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use serde_json::value::RawValue;
@@ -49,6 +49,13 @@ pub async fn send(
         after: timeout,
     };
     let deadline = tokio::time::Instant::now() + timeout;
+    // The credentials this request carries (cheap clones), to mask them in an error the upstream answers with.
+    let credentials: Vec<HeaderValue> = req
+        .headers()
+        .values()
+        .filter(|v| v.is_sensitive())
+        .cloned()
+        .collect();
     let resp = tokio::time::timeout_at(deadline, client.request(req))
         .await
         .map_err(|_| timed_out())?
@@ -59,7 +66,10 @@ pub async fn send(
         let bytes = tokio::time::timeout_at(deadline, collect(body, deployment))
             .await
             .map_err(|_| timed_out())??;
-        return Err(parse_error(status, &parts.headers, &bytes));
+        return Err(mask_credentials(
+            parse_error(status, &parts.headers, &bytes),
+            &credentials,
+        ));
     }
     if want_stream {
         return Ok(Sent::Stream(resp));
@@ -68,6 +78,66 @@ pub async fn send(
         .await
         .map_err(|_| timed_out())??;
     Ok(Sent::Body(bytes))
+}
+
+/// `err` with every credential of `sensitive` (header values; of `Bearer <token>` the token) replaced by
+/// its [`masked`] form wherever upstream text ends up: providers echo keys in error messages ("Incorrect API
+/// key provided: sk-..."), and the message goes to the client and the logs.
+pub fn mask_credentials(err: GatewayError, sensitive: &[HeaderValue]) -> GatewayError {
+    let mut secrets: Vec<&str> = Vec::with_capacity(sensitive.len());
+    for v in sensitive.iter().filter_map(|v| v.to_str().ok()) {
+        let v = v.trim();
+        match v.split_once(' ') {
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
+                secrets.push(token.trim())
+            }
+            _ => secrets.push(v),
+        }
+    }
+    // Longest first, so a secret containing another is masked whole.
+    secrets.retain(|s| s.len() >= MIN_MASKED_LEN);
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    if secrets.is_empty() {
+        return err;
+    }
+    let scrub = |text: &mut String| {
+        for s in &secrets {
+            if text.contains(s) {
+                *text = text.replace(s, &masked(s));
+            }
+        }
+    };
+    let mut err = err;
+    match &mut err {
+        GatewayError::UpstreamStatus(f) => {
+            scrub(&mut f.message);
+            for t in [&mut f.error_type, &mut f.param, &mut f.code]
+                .into_iter()
+                .flatten()
+            {
+                scrub(t);
+            }
+        }
+        GatewayError::UpstreamInvalid { cause, .. }
+        | GatewayError::UpstreamUnreachable { cause, .. } => scrub(cause),
+        _ => {}
+    }
+    err
+}
+
+/// Credentials shorter than this are not masked (they would garble ordinary words of a message).
+const MIN_MASKED_LEN: usize = 4;
+
+/// How a credential is shown when an upstream repeats it: `sk-...9b7e` (its first 3 and last 4 characters)
+/// for one of 16 characters or more, else `***`.
+pub fn masked(secret: &str) -> String {
+    let n = secret.chars().count();
+    if n < 16 {
+        return "***".to_string();
+    }
+    let head: String = secret.chars().take(3).collect();
+    let tail: String = secret.chars().skip(n - 4).collect();
+    format!("{head}...{tail}")
 }
 
 /// Read a whole body (at most [`MAX_UPSTREAM_BODY`]).
@@ -425,6 +495,46 @@ pub fn param_str<'a>(d: &'a Deployment, key: &str) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn echoed_credentials_are_masked() {
+        let key = "sk-proj-abcdefghijklmnop-9b7e";
+        let mut bearer = HeaderValue::from_str(&format!("Bearer {key}")).unwrap();
+        bearer.set_sensitive(true);
+        let mut short = HeaderValue::from_static("k3y9");
+        short.set_sensitive(true);
+        let err = GatewayError::UpstreamStatus(Box::new(tollgate_core::UpstreamFailure {
+            status: 401,
+            message: format!("Incorrect API key provided: {key}. Header was `Bearer {key}`; k3y9."),
+            error_type: Some("invalid_request_error".into()),
+            param: Some(key.into()),
+            code: None,
+            retry_after: None,
+        }));
+        let GatewayError::UpstreamStatus(f) = mask_credentials(err, &[bearer, short]) else {
+            panic!("variant changed");
+        };
+        assert_eq!(
+            f.message,
+            "Incorrect API key provided: sk-...9b7e. Header was `Bearer sk-...9b7e`; ***."
+        );
+        assert_eq!(f.param.as_deref(), Some("sk-...9b7e"));
+        assert_eq!(f.error_type.as_deref(), Some("invalid_request_error"));
+        let invalid = mask_credentials(
+            invalid_response("d", format!("bad body: {key}")),
+            &[HeaderValue::from_str(key)
+                .map(|mut v| {
+                    v.set_sensitive(true);
+                    v
+                })
+                .unwrap()],
+        );
+        assert!(!invalid.to_string().contains(key), "{invalid}");
+        // Headers that are not sensitive are not credentials; nothing else changes.
+        let e = mask_credentials(invalid_response("d", "plain"), &[]);
+        assert_eq!(e.to_string(), invalid_response("d", "plain").to_string());
+        assert_eq!(masked("short"), "***");
+    }
 
     #[test]
     fn unsupported_params_are_a_400_unless_dropped() {

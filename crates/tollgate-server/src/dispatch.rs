@@ -49,6 +49,9 @@ pub(crate) struct Job {
     pub routing: RequestRouting,
     /// Estimated prompt tokens, when `enable_pre_call_checks` is on.
     pub prompt_tokens: Option<u64>,
+    /// Client-side credentials (already allowed): each attempt gets an adapter with them, and its
+    /// failures do not cool the configured deployment down (the client's upstream is not the deployment's).
+    pub credentials: Option<crate::client_credentials::ClientCredentials>,
 }
 
 /// What the loop keeps across attempts.
@@ -155,7 +158,7 @@ pub(crate) async fn run(state: AppState, rt: Arc<Runtime>, mut job: Job) -> Resp
             continue;
         };
         if is_fallback {
-            if let Principal::Key(_) = &job.principal {
+            if job.principal.has_model_limits() {
                 let ag = access_groups_of(&rt, c.idx);
                 if !accounts.may_use_model(&job.principal, c.group, &ag) {
                     progress.attempts.push(format!(
@@ -263,28 +266,46 @@ pub(crate) async fn run(state: AppState, rt: Arc<Runtime>, mut job: Job) -> Resp
                 rec.error = None;
             }
             let upstream_start = Instant::now();
-            let result = match tollgate_providers::call(&upstream.provider, call).await {
-                Ok(Reply::Stream(s)) => {
-                    // The time to the first chunk counts from the request, head included.
-                    let left = timeout.saturating_sub(upstream_start.elapsed());
-                    first_chunk(s, left, timeout, &d.id).await
-                }
-                other => other.map(|r| (r, None)),
+            let one_off = job
+                .credentials
+                .as_ref()
+                .map(|c| c.provider_for(&state, &rt, d));
+            let provider = match &one_off {
+                None => Ok(&upstream.provider),
+                Some(Ok(p)) => Ok(p),
+                Some(Err(e)) => Err(e.clone()),
+            };
+            let result = match provider {
+                Err(e) => Err(e),
+                Ok(provider) => match tollgate_providers::call(provider, call).await {
+                    Ok(Reply::Stream(s)) => {
+                        // The time to the first chunk counts from the request, head included.
+                        let left = timeout.saturating_sub(upstream_start.elapsed());
+                        first_chunk(s, left, timeout, &d.id).await
+                    }
+                    other => other.map(|r| (r, None)),
+                },
             };
             let upstream_latency = upstream_start.elapsed();
             match result {
                 Ok((reply, first)) => {
-                    ds.record_success(
-                        upstream_latency.as_secs_f64() * 1000.0,
-                        0,
-                        tollgate_store::now_ms(),
-                    );
+                    if one_off.is_none() {
+                        ds.record_success(
+                            upstream_latency.as_secs_f64() * 1000.0,
+                            0,
+                            tollgate_store::now_ms(),
+                        );
+                    }
                     let mut headers = progress.response_headers(&remaining);
                     if let Some(v) = &upstream.model_id {
                         headers.insert(X_MODEL_ID, v.clone());
                     }
-                    if let Some(v) = &upstream.api_base {
-                        headers.insert(X_MODEL_API_BASE, v.clone());
+                    let api_base = match &one_off {
+                        Some(Ok(p)) => HeaderValue::from_str(p.api_base()).ok(),
+                        _ => upstream.api_base.clone(),
+                    };
+                    if let Some(v) = api_base {
+                        headers.insert(X_MODEL_API_BASE, v);
                     }
                     let Some((mut rec, _)) = pending.0.take() else {
                         return ApiError(GatewayError::Internal("request record missing".into()))
@@ -299,7 +320,15 @@ pub(crate) async fn run(state: AppState, rt: Arc<Runtime>, mut job: Job) -> Resp
                         rec.status = err.status().as_u16();
                         rec.error = Some(err.to_string());
                     }
-                    let f = note_failure(&state, settings, c, &route, &err, timeout);
+                    let f = note_failure(
+                        &state,
+                        settings,
+                        c,
+                        &route,
+                        &err,
+                        timeout,
+                        one_off.is_some(),
+                    );
                     progress.fail(
                         format!("model={name} deployment={}: {err}", d.id),
                         err,
@@ -410,7 +439,9 @@ fn attempt_timeout(job: &Job, d: &tollgate_config::Deployment, rt: &Runtime) -> 
 }
 
 /// A failed attempt's effect on its deployment: out of flight, a timeout teaches the latency average, and
-/// the failure may start a cooldown (logged, and told to the other instances).
+/// the failure may start a cooldown (logged, and told to the other instances). An attempt that went to
+/// the client's own upstream (`client_upstream`: client-side credentials) only leaves flight.
+#[allow(clippy::too_many_arguments)]
 fn note_failure(
     state: &AppState,
     settings: &tollgate_config::RoutingSettings,
@@ -418,12 +449,16 @@ fn note_failure(
     route: &tollgate_router::Route<'_, Upstream>,
     err: &GatewayError,
     timeout: Duration,
+    client_upstream: bool,
 ) -> Failure {
     let ds = &route.entry.state;
     let id = &route.entry.deployment.id;
     ds.finish();
     let now = tollgate_store::now_ms();
     let f = policy::classify(err);
+    if client_upstream {
+        return f;
+    }
     if f.kind == Kind::Timeout {
         ds.record_slow(timeout.as_secs_f64() * 1000.0, now);
     }

@@ -30,8 +30,14 @@ pub struct ListenerOptions {
     pub keepalive_timeout: Duration,
     /// Time allowed to receive a request's headers (and the TLS handshake).
     pub header_read_timeout: Duration,
+    /// The largest request head: HTTP/1.1 requests beyond it get a 431 (hyper's read buffer limit, at
+    /// least 8 KiB), HTTP/2 header lists beyond it are refused (`SETTINGS_MAX_HEADER_LIST_SIZE`).
+    pub max_header_bytes: usize,
     pub tls: Option<Arc<rustls::ServerConfig>>,
 }
+
+/// hyper's smallest HTTP/1 buffer limit (it panics below this).
+const MIN_HTTP1_BUF: usize = 8192;
 
 /// TLS set-up failures, reported at start-up.
 #[derive(Debug, thiserror::Error)]
@@ -210,9 +216,16 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(opts.header_read_timeout.max(opts.keepalive_timeout))
         .keep_alive(true)
-        // Coalesce writes of pipelined responses into one syscall.
-        .pipeline_flush(true);
-    builder.http2().timer(TokioTimer::new());
+        // Request heads larger than this get a 431 from hyper (it also bounds the read buffer).
+        .max_buf_size(opts.max_header_bytes.max(MIN_HTTP1_BUF))
+        // No `pipeline_flush`: with it hyper skips flushing while its read buffer holds bytes, so the
+        // 431 (or 400) it writes for a bad or oversized head is never sent before the connection closes.
+        // Responses still go out in one `writev` (head and body queued together).
+        .pipeline_flush(false);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(opts.max_header_bytes).unwrap_or(u32::MAX));
     let builder = Arc::new(builder);
     let acceptor = opts.tls.clone().map(TlsAcceptor::from);
     loop {

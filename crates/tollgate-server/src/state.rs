@@ -103,6 +103,8 @@ pub struct Runtime {
     pub master_key: Option<Secret>,
     pub body_limit: usize,
     pub default_timeout: Duration,
+    /// JWT verification (`enable_jwt_auth`); its key cache starts empty after a reload.
+    pub jwt: Option<Arc<crate::jwt::JwtAuth>>,
 }
 
 impl Runtime {
@@ -153,6 +155,10 @@ impl Runtime {
                 config.hidden_model_group_aliases.clone(),
             ),
             master_key: config.master_key.clone(),
+            jwt: config
+                .jwt
+                .as_ref()
+                .map(|j| Arc::new(crate::jwt::JwtAuth::new(j, client))),
             body_limit: config.server.max_request_body_bytes,
             default_timeout: config
                 .request_timeout
@@ -183,6 +189,8 @@ pub struct Shared {
     pub requests: AtomicU64,
     /// `--max_requests_before_restart`: after this many requests the gateway drains and exits 0.
     pub max_requests: Option<u64>,
+    /// `--limit_concurrency`: requests in flight beyond it get a 503 (restart-only).
+    pub limiter: Option<Arc<crate::middleware::concurrency::Limiter>>,
     /// How to re-read the config (SIGHUP, `POST /config/reload`); set once at start-up.
     pub reloader: std::sync::OnceLock<Arc<Reloader>>,
 }
@@ -230,6 +238,11 @@ impl AppState {
         shutdown: CancellationToken,
     ) -> Self {
         let max_requests = runtime.config.server.max_requests_before_restart;
+        let limiter = runtime
+            .config
+            .server
+            .limit_concurrency
+            .map(crate::middleware::concurrency::Limiter::new);
         AppState(Arc::new(Shared {
             runtime: ArcSwap::from_pointee(runtime),
             states,
@@ -241,6 +254,7 @@ impl AppState {
             started: Instant::now(),
             requests: AtomicU64::new(0),
             max_requests,
+            limiter,
             reloader: std::sync::OnceLock::new(),
         }))
     }

@@ -65,6 +65,15 @@ pub struct Cli {
     )]
     pub max_requests_before_restart: Option<u64>,
 
+    /// Answer requests beyond N in flight with 503 and `Retry-After: 1` (uvicorn's flag; health probes
+    /// are exempt) [default: unlimited] [env: LIMIT_CONCURRENCY]
+    #[arg(
+        long = "limit_concurrency",
+        visible_alias = "limit-concurrency",
+        value_name = "N"
+    )]
+    pub limit_concurrency: Option<usize>,
+
     /// Debug logging for tollgate
     #[arg(long)]
     pub debug: bool,
@@ -131,6 +140,7 @@ impl Cli {
             skip_migrations: self.skip_migrations,
             model: self.model.clone(),
             api_base: self.api_base.clone(),
+            limit_concurrency: self.limit_concurrency,
             ..Overrides::default()
         }
     }
@@ -163,6 +173,8 @@ mod tests {
             "10",
             "--api_base",
             "http://x",
+            "--limit_concurrency",
+            "5",
         ])
         .unwrap();
         let b = Cli::try_parse_from([
@@ -180,10 +192,13 @@ mod tests {
             "10",
             "--api-base",
             "http://x",
+            "--limit-concurrency",
+            "5",
         ])
         .unwrap();
         assert_eq!(format!("{:?}", a), format!("{:?}", b));
         assert_eq!(a.port, Some(8000));
+        assert_eq!(a.overrides().limit_concurrency, Some(5));
         assert_eq!(a.overrides().max_requests_before_restart, Some(10));
     }
 

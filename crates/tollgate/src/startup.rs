@@ -167,6 +167,20 @@ async fn serve(
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
+    if let Some(j) = &config.jwt {
+        tracing::info!(
+            key_sets = %j.public_key_urls.join(", "),
+            audience = %j.audiences.join(", "),
+            issuer = j.issuer.as_deref().unwrap_or("-"),
+            public_key_ttl_s = j.public_key_ttl.as_secs_f64(),
+            "JWT auth on"
+        );
+        if j.audiences.is_empty() {
+            tracing::warn!(
+                "JWT auth is on without JWT_AUDIENCE: tokens issued for any audience by these key sets are accepted"
+            );
+        }
+    }
     if config.master_key.is_none() {
         tracing::warn!(
             "NO MASTER KEY IS SET: every route is open to anyone who can reach this port. Set general_settings.master_key or LITELLM_MASTER_KEY."
@@ -307,6 +321,7 @@ async fn serve(
     let opts = ListenerOptions {
         keepalive_timeout: config.server.keepalive_timeout,
         header_read_timeout: config.server.header_read_timeout,
+        max_header_bytes: config.server.max_header_bytes,
         tls: tls.clone(),
     };
 

@@ -175,16 +175,7 @@ impl Inner {
 
     /// OpenAI chat completions, translated both ways.
     async fn chat(&self, call: Call) -> Result<Reply, GatewayError> {
-        let body = self
-            .policy
-            .apply(&call.body, SUPPORTED_PARAMS, "anthropic")?;
-        let req = ChatRequest::parse(&body)?;
-        let translated = request::translate(
-            req,
-            &call.upstream_model,
-            call.stream,
-            self.default_max_tokens,
-        )?;
+        let translated = chat_request(&self.policy, &call, self.default_max_tokens)?;
         let json_mode = translated.json_mode;
         let req = self.request(
             self.messages_uri.clone(),
@@ -278,6 +269,48 @@ impl Inner {
             add_beta(req.headers_mut(), beta);
         }
         Ok(req)
+    }
+}
+
+/// The client's chat body as a Messages API request: params checked against `policy`, parsed, translated.
+fn chat_request(
+    policy: &ParamPolicy,
+    call: &Call,
+    default_max_tokens: u64,
+) -> Result<request::Translated, GatewayError> {
+    let body = policy.apply(&call.body, SUPPORTED_PARAMS, "anthropic")?;
+    let req = ChatRequest::parse(&body)?;
+    request::translate(req, &call.upstream_model, call.stream, default_max_tokens)
+}
+
+/// Entry points for the fuzz targets (feature `fuzzing`): the same functions the adapter runs, without I/O.
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzz {
+    use super::*;
+    use crate::translate::StreamTranslator;
+
+    /// The Messages API body (and whether JSON mode is on) for a chat `call`, as [`Inner::chat`] sends it.
+    pub(crate) fn chat_body(
+        policy: &ParamPolicy,
+        call: &Call,
+        default_max_tokens: u64,
+    ) -> Result<(Vec<u8>, bool), GatewayError> {
+        chat_request(policy, call, default_max_tokens).map(|t| (t.body, t.json_mode))
+    }
+
+    /// The native Messages body with only `model` rewritten (the pass-through path).
+    pub(crate) fn native_body(body: &[u8], upstream_model: &str) -> Result<Vec<u8>, GatewayError> {
+        native::rewrite_request(body, upstream_model)
+    }
+
+    /// The translator of an upstream Messages stream into OpenAI chat chunks.
+    pub(crate) fn chat_stream(include_usage: bool, json_mode: bool) -> impl StreamTranslator {
+        response::ChatStream::new("fuzz-model", include_usage, json_mode, "fuzz".into())
+    }
+
+    /// The translator of a native Messages stream passed through (only `model` rewritten).
+    pub(crate) fn native_stream() -> impl StreamTranslator {
+        native::PassThroughStream::new("fuzz-model".into(), "fuzz".into())
     }
 }
 

@@ -433,12 +433,8 @@ impl Inner {
     }
 
     async fn chat(self: Arc<Self>, call: Call) -> Result<Reply, GatewayError> {
-        let body = self
-            .policy
-            .apply(&call.body, converse::SUPPORTED_PARAMS, "bedrock")?;
-        let req = ChatRequest::parse(&body)?;
         let model = model_id(&call.upstream_model);
-        let t = converse::to_converse(&req, Family::of(model), self.policy.drop, &self.fixed)?;
+        let t = chat_request(&self.policy, &call, &self.fixed)?;
         let (operation, accept) = if call.stream {
             ("converse-stream", "application/vnd.amazon.eventstream")
         } else {
@@ -511,6 +507,19 @@ fn is_content_policy_error(message: &str) -> bool {
     ]
     .iter()
     .any(|p| m.contains(p))
+}
+
+/// The client's chat body as a Converse body: params checked against `policy`, parsed, translated for the
+/// model family of `call.upstream_model`.
+pub(crate) fn chat_request(
+    policy: &ParamPolicy,
+    call: &Call,
+    fixed: &converse::Fixed,
+) -> Result<converse::Translated, GatewayError> {
+    let body = policy.apply(&call.body, converse::SUPPORTED_PARAMS, "bedrock")?;
+    let req = ChatRequest::parse(&body)?;
+    let model = model_id(&call.upstream_model);
+    converse::to_converse(&req, Family::of(model), policy.drop, fixed)
 }
 
 /// An upstream failure with Bedrock's error type and the codes the router reads.

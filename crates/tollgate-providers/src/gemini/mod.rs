@@ -165,19 +165,7 @@ impl Inner {
     }
 
     async fn chat(self: Arc<Self>, call: Call) -> Result<Reply, GatewayError> {
-        let body = self.policy.apply(&call.body, CHAT_PARAMS, "gemini")?;
-        let chat = ChatRequest::parse(&body)?;
-        if call.stream && chat.n.is_some_and(|n| n > 1) {
-            return Err(GatewayError::invalid_param(
-                "n",
-                "gemini streams one choice: `n` > 1 is only supported without `stream`",
-            ));
-        }
-        let request_safety = safety_settings(&body)?;
-        let safety = request_safety.as_ref().or(self.safety_settings.as_ref());
-        let native = request::build(&chat, safety)?;
-        let native =
-            serde_json::to_vec(&native).map_err(|e| GatewayError::Internal(e.to_string()))?;
+        let native = chat_request(&self.policy, &call, self.safety_settings.as_ref())?;
         let method = if call.stream {
             "streamGenerateContent?alt=sse"
         } else {
@@ -262,6 +250,44 @@ impl Inner {
 }
 
 /// The request's own `safety_settings` (must be a list).
+/// The client's chat body as a `generateContent` body: params checked against `policy`, parsed, translated.
+/// `default_safety` is the deployment's `safety_settings`, used unless the request has its own.
+fn chat_request(
+    policy: &ParamPolicy,
+    call: &Call,
+    default_safety: Option<&Value>,
+) -> Result<Vec<u8>, GatewayError> {
+    let body = policy.apply(&call.body, CHAT_PARAMS, "gemini")?;
+    let chat = ChatRequest::parse(&body)?;
+    if call.stream && chat.n.is_some_and(|n| n > 1) {
+        return Err(GatewayError::invalid_param(
+            "n",
+            "gemini streams one choice: `n` > 1 is only supported without `stream`",
+        ));
+    }
+    let request_safety = safety_settings(&body)?;
+    let safety = request_safety.as_ref().or(default_safety);
+    let native = request::build(&chat, safety)?;
+    serde_json::to_vec(&native).map_err(|e| GatewayError::Internal(e.to_string()))
+}
+
+/// Entry points for the fuzz targets (feature `fuzzing`): the same functions the adapter runs, without I/O.
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzz {
+    use super::*;
+    use crate::translate::StreamTranslator;
+
+    /// The `generateContent` body for a chat `call`, as [`Inner::chat`] sends it.
+    pub(crate) fn chat_body(policy: &ParamPolicy, call: &Call) -> Result<Vec<u8>, GatewayError> {
+        chat_request(policy, call, None)
+    }
+
+    /// The translator of a `streamGenerateContent?alt=sse` stream into OpenAI chat chunks.
+    pub(crate) fn chat_stream(include_usage: bool) -> impl StreamTranslator {
+        response::GeminiStream::new("fuzz-model", include_usage, "fuzz".into())
+    }
+}
+
 fn safety_settings(body: &[u8]) -> Result<Option<Value>, GatewayError> {
     let obj = JsonObject::parse(body).map_err(|e| GatewayError::MalformedJson(e.to_string()))?;
     let Some(raw) = obj.get("safety_settings").filter(|r| r.get() != "null") else {

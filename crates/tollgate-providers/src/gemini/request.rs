@@ -283,13 +283,19 @@ pub fn build<'a>(
             });
         }
     }
+    // One `$ref` inlining budget for all the request's schemas.
+    let mut budget = InlineBudget::new();
     if let Some(tools) = &req.tools {
         let declarations: Vec<FunctionDeclaration<'a>> = tools
             .iter()
             .map(|t| FunctionDeclaration {
                 name: &t.function.name,
                 description: t.function.description.as_deref().filter(|d| !d.is_empty()),
-                parameters: t.function.parameters.as_ref().and_then(function_parameters),
+                parameters: t
+                    .function
+                    .parameters
+                    .as_ref()
+                    .and_then(|p| function_parameters(p, &mut budget)),
             })
             .collect();
         if !declarations.is_empty() {
@@ -318,11 +324,11 @@ pub fn build<'a>(
             },
         });
     }
-    out.generation_config = generation_config(req);
+    out.generation_config = generation_config(req, &mut budget);
     Ok(out)
 }
 
-fn generation_config(req: &ChatRequest) -> GenerationConfig {
+fn generation_config(req: &ChatRequest, budget: &mut InlineBudget) -> GenerationConfig {
     let mut g = GenerationConfig {
         temperature: req.temperature,
         top_p: req.top_p,
@@ -339,7 +345,10 @@ fn generation_config(req: &ChatRequest) -> GenerationConfig {
         Some(ResponseFormat::JsonObject) => g.response_mime_type = Some("application/json"),
         Some(ResponseFormat::JsonSchema { json_schema }) => {
             g.response_mime_type = Some("application/json");
-            g.response_schema = json_schema.schema.as_ref().map(clean_schema);
+            g.response_schema = json_schema
+                .schema
+                .as_ref()
+                .map(|s| clean_schema_within(s, budget));
         }
         Some(ResponseFormat::Text) | None => {}
     }
@@ -540,8 +549,8 @@ pub fn split_thought_signature(id: &str) -> (&str, Option<&str>) {
 }
 
 /// A function's `parameters` for Gemini: cleaned, and left out when it declares no properties.
-fn function_parameters(schema: &Value) -> Option<Value> {
-    let mut cleaned = clean_schema(schema);
+fn function_parameters(schema: &Value, budget: &mut InlineBudget) -> Option<Value> {
+    let mut cleaned = clean_schema_within(schema, budget);
     let Value::Object(m) = &mut cleaned else {
         return None;
     };
@@ -584,16 +593,71 @@ const SCHEMA_KEYS: &[&str] = &[
 /// How deep `$ref`s are followed (recursive schemas end there as a plain object).
 const MAX_SCHEMA_DEPTH: usize = 16;
 
+/// How much `$ref` inlining may add to one request, in bytes of the inlined definitions' JSON. Definitions
+/// that reference each other several times would otherwise grow exponentially until [`MAX_SCHEMA_DEPTH`] (a
+/// 300-byte schema took gigabytes); once the budget is spent, `$ref`s become plain objects as at that depth.
+const MAX_INLINED_BYTES: usize = 1 << 20;
+
+/// What is left of [`MAX_INLINED_BYTES`] for one request.
+#[derive(Debug)]
+struct InlineBudget(usize);
+
+impl InlineBudget {
+    fn new() -> Self {
+        InlineBudget(MAX_INLINED_BYTES)
+    }
+
+    /// Pay for inlining `def`; `false` (and nothing left for later `$ref`s) when it does not fit.
+    fn take(&mut self, def: &Value) -> bool {
+        /// Counts bytes written, failing once they pass `limit` (so a refused definition costs at most that).
+        struct Counter {
+            n: usize,
+            limit: usize,
+        }
+        impl std::io::Write for Counter {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.n += b.len();
+                if self.n > self.limit {
+                    return Err(std::io::Error::other("over budget"));
+                }
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        if self.0 == 0 {
+            return false;
+        }
+        let mut c = Counter {
+            n: 0,
+            limit: self.0,
+        };
+        if serde_json::to_writer(&mut c, def).is_ok() {
+            self.0 -= c.n;
+            true
+        } else {
+            self.0 = 0;
+            false
+        }
+    }
+}
+
 /// A JSON schema as Gemini's `Schema` takes it, as LiteLLM cleans it: `$ref`s into `$defs`/`definitions`
 /// inlined, `anyOf`/`type` lists with `null` turned into `nullable`, `const` into a one-value `enum`, and keys
 /// Gemini rejects (`$schema`, `additionalProperties`, `strict`, `$defs`, ...) dropped; `required` keeps only
 /// declared properties; string `format`s other than `enum`/`date-time` are dropped.
 pub fn clean_schema(schema: &Value) -> Value {
-    let defs = schema.get("$defs").or_else(|| schema.get("definitions"));
-    clean(schema, defs, 0)
+    clean_schema_within(schema, &mut InlineBudget::new())
 }
 
-fn clean(v: &Value, defs: Option<&Value>, depth: usize) -> Value {
+/// [`clean_schema`], inlining `$ref`s within what is left of `budget`.
+fn clean_schema_within(schema: &Value, budget: &mut InlineBudget) -> Value {
+    let defs = schema.get("$defs").or_else(|| schema.get("definitions"));
+    clean(schema, defs, 0, budget)
+}
+
+fn clean(v: &Value, defs: Option<&Value>, depth: usize, budget: &mut InlineBudget) -> Value {
     let Value::Object(m) = v else {
         return v.clone();
     };
@@ -603,7 +667,9 @@ fn clean(v: &Value, defs: Option<&Value>, depth: usize) -> Value {
             .or_else(|| r.strip_prefix("#/definitions/"));
         let target = name.and_then(|n| defs.and_then(|d| d.get(n)));
         let mut out = match target {
-            Some(t) if depth < MAX_SCHEMA_DEPTH => clean(t, defs, depth + 1),
+            Some(t) if depth < MAX_SCHEMA_DEPTH && budget.take(t) => {
+                clean(t, defs, depth + 1, budget)
+            }
             _ => Value::Object(Map::from_iter([("type".into(), Value::from("object"))])),
         };
         if let (Value::Object(o), Some(d)) = (&mut out, m.get("description")) {
@@ -619,7 +685,7 @@ fn clean(v: &Value, defs: Option<&Value>, depth: usize) -> Value {
                 if let Value::Object(props) = val {
                     let props: Map<String, Value> = props
                         .iter()
-                        .map(|(name, s)| (name.clone(), clean(s, defs, depth)))
+                        .map(|(name, s)| (name.clone(), clean(s, defs, depth, budget)))
                         .collect();
                     if !props.is_empty() {
                         out.insert(k.clone(), Value::Object(props));
@@ -633,7 +699,7 @@ fn clean(v: &Value, defs: Option<&Value>, depth: usize) -> Value {
                     }
                     other => other.clone(),
                 };
-                out.insert(k.clone(), clean(&item, defs, depth));
+                out.insert(k.clone(), clean(&item, defs, depth, budget));
             }
             "anyOf" | "oneOf" => {
                 let Value::Array(variants) = val else {
@@ -644,7 +710,7 @@ fn clean(v: &Value, defs: Option<&Value>, depth: usize) -> Value {
                     if variant.get("type").and_then(Value::as_str) == Some("null") {
                         nullable = true;
                     } else {
-                        kept.push(clean(variant, defs, depth));
+                        kept.push(clean(variant, defs, depth, budget));
                     }
                 }
                 if kept.len() == 1 {
@@ -660,7 +726,7 @@ fn clean(v: &Value, defs: Option<&Value>, depth: usize) -> Value {
             "allOf" => {
                 let Value::Array(all) = val else { continue };
                 for part in all {
-                    if let Value::Object(p) = clean(part, defs, depth) {
+                    if let Value::Object(p) = clean(part, defs, depth, budget) {
                         for (pk, pv) in p {
                             merge_key(&mut out, pk, pv);
                         }
@@ -845,6 +911,43 @@ mod tests {
         );
         let v = translate(json!({"messages": [{"role": "user", "content": "x"}], "n": 1}));
         assert!(v.get("generationConfig").is_none());
+    }
+
+    /// Found with the `request_parse` fuzz target: definitions referencing each other several times grew
+    /// exponentially (4 `$ref`s a level, 16 levels: this 300-byte body took over 2 GB before the budget).
+    #[test]
+    fn ref_inlining_is_bounded() {
+        let body = br##"{"model":"m","messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"a":{"$ref":"#/$defs/a"}},"$defs":{"a":{"type":"object","properties":{"p":{"$ref":"#/$defs/a"},"q":{"$ref":"#/$defs/a"},"r":{"$ref":"#/$defs/a"},"s":{"$ref":"#/$defs/a"}}}}}}}]}"##;
+        let req = ChatRequest::parse(body).unwrap();
+        let native = serde_json::to_vec(&build(&req, None).unwrap()).unwrap();
+        assert!(
+            native.len() < 2 * MAX_INLINED_BYTES,
+            "{} bytes",
+            native.len()
+        );
+        let v: Value = serde_json::from_slice(&native).unwrap();
+        let params = &v["tools"][0]["functionDeclarations"][0]["parameters"];
+        // Inlining still happens while the budget lasts...
+        assert_eq!(
+            params["properties"]["a"]["properties"]["p"]["type"],
+            "object"
+        );
+        // ...and the budget is shared by the request's schemas: a second tool gets what the first left.
+        let mut budget = InlineBudget::new();
+        let whole: Value = serde_json::from_slice(body).unwrap();
+        let schema = &whole["tools"][0]["function"]["parameters"];
+        let _ = clean_schema_within(schema, &mut budget);
+        assert_eq!(budget.0, 0);
+        let small =
+            json!({"properties": {"x": {"$ref": "#/$defs/d"}}, "$defs": {"d": {"type": "string"}}});
+        assert_eq!(
+            clean_schema_within(&small, &mut budget)["properties"]["x"],
+            json!({"type": "object"})
+        );
+        assert_eq!(
+            clean_schema(&small)["properties"]["x"],
+            json!({"type": "string"})
+        );
     }
 
     #[test]

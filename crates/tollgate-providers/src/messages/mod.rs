@@ -114,5 +114,23 @@ pub fn count_tokens(body: &[u8]) -> Result<Reply, GatewayError> {
     })
 }
 
+/// Entry points for the fuzz targets (feature `fuzzing`): the same functions the bridge runs, without I/O.
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzz {
+    use super::*;
+
+    pub(crate) use super::stream::Translator;
+
+    /// The chat-completions body the bridge sends to a `provider` deployment for a Messages API `call`.
+    pub(crate) fn chat_body(provider: &str, call: &Call) -> Result<Bytes, GatewayError> {
+        chat_call(provider, call).map(|c| c.body)
+    }
+
+    /// The translator of an OpenAI chat stream into Anthropic Messages events.
+    pub(crate) fn stream() -> Translator {
+        stream::Translator::new("fuzz-model")
+    }
+}
+
 #[cfg(test)]
 mod tests;

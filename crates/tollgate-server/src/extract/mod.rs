@@ -1,4 +1,7 @@
-//! Request body extraction with OpenAI-shaped rejections: size limit (413) and JSON object check (400).
+//! Request body extraction with OpenAI-shaped rejections: size limit (413) and JSON object check (400);
+//! `limits`: nesting depth and message count (400).
+
+pub mod limits;
 
 use axum::body::Body;
 use bytes::Bytes;

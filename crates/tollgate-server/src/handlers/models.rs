@@ -35,7 +35,7 @@ fn created(state: &AppState) -> u64 {
 
 /// Whether the caller may use the model name `m`.
 fn may_use(state: &AppState, rt: &Runtime, p: &Principal, m: &str) -> bool {
-    if !matches!(p, Principal::Key(_)) {
+    if !p.has_model_limits() {
         return true;
     }
     let groups = rt

@@ -17,6 +17,7 @@ use tollgate_core::GatewayError;
 use tollgate_core::wire::JsonObject;
 use tollgate_providers::{ChunkStream, Endpoint, StreamOutcome};
 
+use crate::client_credentials::ClientCredentials;
 use crate::dispatch::Job;
 use crate::error::ApiError;
 use crate::extract::read_body;
@@ -91,6 +92,8 @@ struct Parsed {
     tags: Vec<String>,
     /// The router's per-request fields (LiteLLM's): `num_retries`, `fallbacks`, `timeout`.
     router: RequestRouting,
+    /// `api_key` / `api_base` / ... in the body (refused unless allowed; see `client_credentials`).
+    credentials: Option<ClientCredentials>,
 }
 
 /// Per-request router fields. They are removed from the body before it goes upstream.
@@ -267,6 +270,7 @@ fn parse_request(
         }
     };
     let router = parse_routing(&obj, &model)?;
+    let credentials = ClientCredentials::read(&obj)?;
     Ok(Parsed {
         model,
         stream,
@@ -276,6 +280,7 @@ fn parse_request(
         metadata,
         tags,
         router,
+        credentials,
     })
 }
 
@@ -305,6 +310,16 @@ async fn proxy(
         Ok(b) => b,
         Err(e) => return ApiError(e).into_response(),
     };
+    // Nesting depth and message count, in one pass over the bytes before anything parses them.
+    let sec = &rt.config.security;
+    if let Err(e) = crate::extract::limits::check(
+        &bytes,
+        sec.max_json_depth,
+        crate::extract::limits::counted_field(endpoint),
+        sec.max_messages,
+    ) {
+        return ApiError(e.into()).into_response();
+    }
     let mut parsed = match parse_request(&bytes, endpoint, path_model) {
         Ok(p) => p,
         Err(GatewayError::ModelNotFound {
@@ -330,26 +345,62 @@ async fn proxy(
         })
         .into_response();
     };
-    // Only virtual keys have model lists (the master key and an open gateway may use everything).
-    let allowed = match &principal {
-        Principal::Key(_) => {
-            let access_groups = access_groups_of(&rt, candidates.idx);
-            accounts.may_use_model(&principal, candidates.group, &access_groups)
-                || accounts.may_use_model(&principal, &parsed.model, &access_groups)
-        }
-        _ => true,
-    };
+    // Virtual keys and non-admin JWTs have model lists (the master key and an open gateway may use
+    // everything).
+    let access_groups = access_groups_of(&rt, candidates.idx);
+    let allowed = !principal.has_model_limits()
+        || accounts.may_use_model(&principal, candidates.group, &access_groups)
+        || accounts.may_use_model(&principal, &parsed.model, &access_groups);
     if !allowed {
-        let allowed = principal
-            .key()
-            .map(|k| k.models.join(", "))
-            .unwrap_or_default();
-        return ApiError(GatewayError::Unauthorized(format!(
-            "Authentication Error, key not allowed to access model. This key can only access models=[{allowed}]. Tried to access {}",
-            parsed.model
-        )))
-        .into_response();
+        let message = match &principal {
+            Principal::Jwt(j) if !j.team_ids.is_empty() => format!(
+                "Authentication Error, no team in this JWT may access model={}. Teams={}",
+                parsed.model,
+                j.team_ids.join(", ")
+            ),
+            Principal::Jwt(j) => format!(
+                "Authentication Error, user={} not allowed to access model={}",
+                j.user_id.as_deref().unwrap_or("-"),
+                parsed.model
+            ),
+            _ => format!(
+                "Authentication Error, key not allowed to access model. This key can only access models=[{}]. Tried to access {}",
+                principal
+                    .key()
+                    .map(|k| k.models.join(", "))
+                    .unwrap_or_default(),
+                parsed.model
+            ),
+        };
+        return ApiError(GatewayError::Unauthorized(message)).into_response();
     }
+    // Client-side credentials: refused (for every caller, the master key too) unless allowed.
+    if let Some(c) = &parsed.credentials
+        && let Err(e) = c.authorize(&rt, candidates.idx)
+    {
+        return ApiError(e).into_response();
+    }
+    // A JWT naming several teams is booked to the first that may use this model; its end user claim
+    // names the end user.
+    let principal = match principal {
+        Principal::Jwt(j) => {
+            let team = accounts
+                .jwt_team_for(&j, candidates.group, &access_groups)
+                .or_else(|| accounts.jwt_team_for(&j, &parsed.model, &access_groups));
+            if let Some(e) = &j.end_user_id {
+                parsed.user = Some(e.clone());
+            }
+            match team {
+                Some(t) if j.team_ids.len() > 1 || j.team_ids.first() != Some(&t) => {
+                    let mut narrowed = (*j).clone();
+                    narrowed.team_ids = vec![t];
+                    Principal::Jwt(std::sync::Arc::new(narrowed))
+                }
+                _ => Principal::Jwt(j),
+            }
+        }
+        p => p,
+    };
     let body = if parsed.router.present {
         match strip_router_fields(&bytes) {
             Ok(b) => b,
@@ -358,11 +409,18 @@ async fn proxy(
     } else {
         bytes
     };
+    let body = match &parsed.credentials {
+        Some(c) => match c.strip(&body) {
+            Ok(b) => b,
+            Err(e) => return ApiError(e).into_response(),
+        },
+        None => body,
+    };
     if parsed.router.timeout.is_none() {
         parsed.router.timeout = header_timeout(&parts.headers);
     }
     if endpoint == Endpoint::CountTokens {
-        return count_tokens_on(&rt, candidates, body, parsed, ctx).await;
+        return count_tokens_on(&state, &rt, candidates, body, parsed, ctx).await;
     }
     let prompt_tokens = rt
         .config
@@ -384,6 +442,7 @@ async fn proxy(
         tags: parsed.tags,
         routing: parsed.router,
         prompt_tokens,
+        credentials: parsed.credentials,
     };
     let rt = arc_swap::Guard::into_inner(rt);
     crate::dispatch::run(state, rt, job).await
@@ -392,6 +451,7 @@ async fn proxy(
 /// Token counting is not an LLM call: one deployment of the group answers it (natively for Anthropic, an
 /// estimate otherwise), with no budget admission, retries or spend record.
 async fn count_tokens_on(
+    state: &AppState,
     rt: &Runtime,
     c: tollgate_router::Candidates<'_>,
     body: Bytes,
@@ -419,6 +479,17 @@ async fn count_tokens_on(
         .unwrap_or(first);
     let route = rt.router.route_to(c, i);
     let d = &route.entry.deployment;
+    // Client-side credentials (already allowed): an adapter for this call.
+    let one_off = match parsed
+        .credentials
+        .as_ref()
+        .map(|c| c.provider_for(state, rt, d))
+    {
+        None => None,
+        Some(Ok(p)) => Some(p),
+        Some(Err(e)) => return ApiError(e).into_response(),
+    };
+    let provider = one_off.as_ref().unwrap_or(&route.entry.target.provider);
     let call = tollgate_providers::Call {
         endpoint: Endpoint::CountTokens,
         body,
@@ -433,7 +504,7 @@ async fn count_tokens_on(
             .or(d.timeout)
             .unwrap_or(rt.default_timeout),
     };
-    match tollgate_providers::call(&route.entry.target.provider, call).await {
+    match tollgate_providers::call(provider, call).await {
         Ok(tollgate_providers::Reply::Complete { body, .. }) => {
             let mut resp = body.into_response();
             resp.headers_mut().insert(

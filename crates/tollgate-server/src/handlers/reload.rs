@@ -185,7 +185,7 @@ fn retain_states(state: &AppState, config: &Config) {
 pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
     let (o, n) = (&old.server, &new.server);
     let (oa, na) = (&old.accounts, &new.accounts);
-    let checks: [(&str, bool); 21] = [
+    let checks: [(&str, bool); 23] = [
         ("host", o.host != n.host),
         ("port", o.port != n.port),
         ("num_workers", o.num_workers != n.num_workers),
@@ -208,6 +208,14 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
         (
             "max_requests_before_restart",
             o.max_requests_before_restart != n.max_requests_before_restart,
+        ),
+        (
+            "general_settings.tollgate_max_header_bytes",
+            o.max_header_bytes != n.max_header_bytes,
+        ),
+        (
+            "limit_concurrency",
+            o.limit_concurrency != n.limit_concurrency,
         ),
         (
             "general_settings.database_url",
@@ -281,6 +289,25 @@ mod tests {
         assert_eq!(
             restart_only_changes(&old, &new),
             ["port", "general_settings.tollgate_spend_batch_size"]
+        );
+    }
+
+    #[test]
+    fn listener_limits_are_restart_only() {
+        let old = Config::default();
+        let mut new = Config::default();
+        new.server.limit_concurrency = Some(2);
+        new.server.max_header_bytes = 16 * 1024;
+        // Body limits, CORS and client-side credentials are read per request: they change with a reload.
+        new.security.max_json_depth = 3;
+        new.security.allowed_origins = vec!["*".into()];
+        new.security.allow_client_side_credentials = true;
+        assert_eq!(
+            restart_only_changes(&old, &new),
+            [
+                "general_settings.tollgate_max_header_bytes",
+                "limit_concurrency"
+            ]
         );
     }
 

@@ -1,6 +1,7 @@
 //! Authentication for every route not on the explicit allowlist (`routes::UNAUTHENTICATED_ROUTES`): the master
 //! key (compared in constant time) or a virtual key (looked up in memory, the database on a miss), presented
-//! as `Authorization: Bearer`, `api-key` (Azure SDKs), `x-api-key` (Anthropic SDKs) or `x-litellm-api-key`.
+//! as `Authorization: Bearer`, `api-key` (Azure SDKs), `x-api-key` (Anthropic SDKs) or `x-litellm-api-key`,
+//! or, with `enable_jwt_auth`, a JWT (verified by `crate::jwt`).
 //! Authorization (roles, model access) is decided where the action is: handlers and `admission`.
 
 use http::HeaderMap;
@@ -52,7 +53,15 @@ pub async fn check(
     let rt = state.runtime();
     let presented = presented_key(headers);
     let master = rt.master_key.as_ref().map(|m| m.expose().to_owned());
+    let jwt = rt.jwt.clone();
     drop(rt);
+    // A JWT (when JWT auth is on) is verified, never looked up as a virtual key; the master key still works.
+    if let (Some(k), Some(jwt)) = (presented, jwt)
+        && !master.as_deref().is_some_and(|m| secret_eq(k, m))
+        && tollgate_auth::looks_like_jwt(k)
+    {
+        return jwt.authenticate(state.accounts(), k, path).await;
+    }
     match (presented, master) {
         (Some(k), Some(m)) if secret_eq(k, &m) => Ok(Principal::Master),
         (Some(k), master) => match state.accounts().authenticate(k).await {

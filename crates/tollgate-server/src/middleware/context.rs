@@ -1,5 +1,6 @@
-//! Per-request context: the request id (propagated or a new UUIDv7), start time, authentication (via
-//! `auth::check`), the id headers on the response, and a log line for requests handlers do not record.
+//! Per-request context: the request id (propagated or a new UUIDv7), start time, CORS preflights and
+//! headers (`cors`), the concurrency limit (`concurrency`), authentication (via `auth::check`), the id
+//! headers on the response, and a log line for requests handlers do not record.
 
 use std::time::Instant;
 
@@ -58,14 +59,38 @@ pub async fn context(State(state): State<AppState>, mut req: Request, next: Next
     if !(path == "/" || path.starts_with("/health")) {
         state.count_request();
     }
+    // CORS (only looked at when the request has an `Origin`): preflights are answered before auth.
+    let cors = if req.headers().contains_key(http::header::ORIGIN) {
+        crate::middleware::cors::inspect(&state.runtime().config.security, req.headers())
+    } else {
+        None
+    };
+    let preflight = cors
+        .as_ref()
+        .and_then(|c| c.preflight(&method, req.headers()));
+    let is_preflight = preflight.is_some();
+    // `--limit_concurrency`: a slot from here until the response body is done.
+    let admitted = match (&preflight, &state.shared().limiter) {
+        (None, Some(limiter)) => limiter
+            .admit(&path)
+            .map_err(|_| crate::middleware::concurrency::rejection(limiter.max())),
+        _ => Ok(None),
+    };
+    let mut permit = None;
     // Authentication happens here, inside the request context, so rejections carry the request id and are
     // logged; one middleware instead of two keeps a boxed future and a service clone off every request.
-    let mut resp = match crate::middleware::auth::check(&state, &path, req.headers()).await {
-        Ok(principal) => {
-            req.extensions_mut().insert(principal);
-            next.run(req).await
+    let mut resp = match (preflight, admitted) {
+        (Some(r), _) | (None, Err(r)) => r,
+        (None, Ok(p)) => {
+            permit = p;
+            match crate::middleware::auth::check(&state, &path, req.headers()).await {
+                Ok(principal) => {
+                    req.extensions_mut().insert(principal);
+                    next.run(req).await
+                }
+                Err(e) => ApiError(e).into_response(),
+            }
         }
-        Err(e) => ApiError(e).into_response(),
     };
     // The Anthropic Messages API answers errors in Anthropic's shape (the SDK reads `error.type`).
     if is_anthropic_route(&path)
@@ -77,6 +102,11 @@ pub async fn context(State(state): State<AppState>, mut req: Request, next: Next
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert(X_CALL_ID, v.clone());
         resp.headers_mut().insert(X_REQUEST_ID, v);
+    }
+    if let Some(c) = &cors
+        && !is_preflight
+    {
+        c.decorate(&mut resp);
     }
     if resp.extensions().get::<Recorded>().is_none() {
         let status = resp.status().as_u16();
@@ -93,5 +123,8 @@ pub async fn context(State(state): State<AppState>, mut req: Request, next: Next
             }
         }
     }
-    resp
+    match permit {
+        Some(p) => crate::middleware::concurrency::hold(resp, p),
+        None => resp,
+    }
 }

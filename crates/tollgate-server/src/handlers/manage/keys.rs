@@ -325,7 +325,9 @@ pub async fn info(State(state): State<AppState>, req: Request) -> Response {
                 "proxy_admin, proxy_admin_viewer or the key's user",
             ));
         }
-        Ok(json!({ "key": key, "info": key_json(&e) }))
+        // `key` is the hash, also when the caller passed the key itself: `/key/generate` is the only answer
+        // that shows a key.
+        Ok(json!({ "key": secret::hash(&key), "info": key_json(&e) }))
     })())
 }
 

@@ -52,7 +52,8 @@ impl Caller {
         let role = accounts.role(&principal);
         let (user_id, key_hash) = match &principal {
             Principal::Key(k) => (k.doc.user_id.clone(), Some(k.doc.token.clone())),
-            _ => (None, None),
+            Principal::Jwt(j) => (j.user_id.clone(), None),
+            Principal::Master | Principal::Open => (None, None),
         };
         Caller {
             principal,
