@@ -527,28 +527,7 @@ fn missing(key: &str, entries: &[Entry]) -> String {
 /// `litellm_params` into a deployment (everything but `model_name`, `model_info`, `id`).
 fn litellm_params(node: &Node, path: &KeyPath, diag: &mut Diag) -> Option<Deployment> {
     let entries = node.entries().unwrap_or_default();
-    let mut d = Deployment {
-        id: String::new(),
-        model_name: String::new(),
-        provider: String::new(),
-        model: String::new(),
-        api_base: None,
-        api_key: None,
-        api_version: None,
-        organization: None,
-        rpm: None,
-        tpm: None,
-        weight: None,
-        timeout: None,
-        stream_timeout: None,
-        max_retries: None,
-        num_retries: None,
-        health_check_timeout: None,
-        extra_headers: Vec::new(),
-        mock_response: None,
-        extra_params: serde_json::Map::new(),
-        model_info: ModelInfo::default(),
-    };
+    let mut d = Deployment::default();
     let mut model: Option<(String, Loc, KeyPath)> = None;
     let mut custom_provider: Option<String> = None;
     let mut model_seen = false;
@@ -835,21 +814,7 @@ fn cli_deployment(model: &str, api_base: Option<&str>, diag: &mut Diag) -> Optio
         provider,
         model: upstream,
         api_base: api_base.map(str::to_owned),
-        api_key: None,
-        api_version: None,
-        organization: None,
-        rpm: None,
-        tpm: None,
-        weight: None,
-        timeout: None,
-        stream_timeout: None,
-        max_retries: None,
-        num_retries: None,
-        health_check_timeout: None,
-        extra_headers: Vec::new(),
-        mock_response: None,
-        extra_params: serde_json::Map::new(),
-        model_info: ModelInfo::default(),
+        ..Deployment::default()
     })
 }
 

@@ -294,8 +294,8 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
-/// One `model_list` entry.
-#[derive(Clone, PartialEq)]
+/// One `model_list` entry (`Default`: every setting unset, empty names).
+#[derive(Clone, PartialEq, Default)]
 pub struct Deployment {
     /// `model_info.id`, else the hex SHA-256 of `model_name` and `litellm_params` as written
     /// (an `os.environ/NAME` value hashes as that text, so rotating a key keeps the id).

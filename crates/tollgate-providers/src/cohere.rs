@@ -163,7 +163,7 @@ impl Inner {
         .await?
         {
             Sent::Body(b) => Ok(b),
-            Sent::Stream(_) => Err(GatewayError::Internal("unexpected stream".into())),
+            Sent::Stream(..) => Err(GatewayError::Internal("unexpected stream".into())),
         }
     }
 

@@ -300,7 +300,7 @@ mod tests {
         let mut d = SseDecoder::new();
         let mut evs = vec![];
         for p in &parts {
-            d.push(p, &mut evs);
+            d.push(p, &mut evs).unwrap();
         }
         assert_eq!(evs.last().unwrap().data, "[DONE]");
         let text: String = evs[..evs.len() - 1]

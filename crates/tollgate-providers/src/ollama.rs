@@ -29,7 +29,8 @@ use crate::{
 /// Where Ollama listens when neither `api_base` nor `OLLAMA_API_BASE` says otherwise.
 pub const DEFAULT_API_BASE: &str = "http://localhost:11434";
 
-/// Largest NDJSON line buffered while waiting for its newline.
+/// Longest NDJSON stream line taken (the bytes between two newlines), whether it arrives in one read or in
+/// many: as large as a complete answer may be, like an SSE event ([`crate::sse::MAX_SSE_EVENT`]).
 const MAX_LINE: usize = translate::MAX_UPSTREAM_BODY;
 
 /// The given params plus `keep_alive` and Ollama's own `options` names (Modelfile parameters), which a
@@ -394,13 +395,14 @@ impl Inner {
         )
         .await?;
         match sent {
-            Sent::Stream(resp) => {
+            Sent::Stream(resp, credentials) => {
                 let t = NdjsonTranslator::new(p.answer, &call, &self.deployment);
                 Ok(Reply::Stream(translate::translated_stream(
                     resp.into_body(),
                     t,
                     call.timeout,
                     self.deployment.clone(),
+                    credentials,
                 )))
             }
             Sent::Body(bytes) => match p.answer {
@@ -1454,12 +1456,24 @@ enum Writer {
 struct NdjsonTranslator {
     /// An incomplete line waiting for its newline.
     buf: Vec<u8>,
+    /// [`MAX_LINE`] (smaller in tests).
+    max_line: usize,
     writer: Writer,
     done: bool,
     deployment: String,
 }
 
 impl NdjsonTranslator {
+    fn too_long(&self) -> GatewayError {
+        invalid_response(
+            &self.deployment,
+            format!(
+                "an Ollama stream line is longer than {} bytes",
+                self.max_line
+            ),
+        )
+    }
+
     fn new(answer: Answer, call: &Call, deployment: &str) -> NdjsonTranslator {
         let writer = match answer {
             Answer::Text => Writer::Text(TextWriter {
@@ -1475,6 +1489,7 @@ impl NdjsonTranslator {
         };
         NdjsonTranslator {
             buf: Vec::new(),
+            max_line: MAX_LINE,
             writer,
             done: false,
             deployment: deployment.to_string(),
@@ -1548,18 +1563,19 @@ impl StreamTranslator for NdjsonTranslator {
         out: &mut Vec<u8>,
         outcome: &StreamOutcome,
     ) -> Result<(), GatewayError> {
+        // Every line is held to `max_line`, complete or not, so the same bytes fail however they are split.
         let mut rest = bytes;
         if !self.buf.is_empty() {
             let Some(i) = memchr::memchr(b'\n', rest) else {
-                if self.buf.len() + rest.len() > MAX_LINE {
-                    return Err(invalid_response(
-                        &self.deployment,
-                        "an Ollama stream line is too long",
-                    ));
+                if self.buf.len() + rest.len() > self.max_line {
+                    return Err(self.too_long());
                 }
                 self.buf.extend_from_slice(rest);
                 return Ok(());
             };
+            if self.buf.len() + i > self.max_line {
+                return Err(self.too_long());
+            }
             let mut line = std::mem::take(&mut self.buf);
             line.extend_from_slice(&rest[..i]);
             self.line(&line, out, outcome)?;
@@ -1568,14 +1584,14 @@ impl StreamTranslator for NdjsonTranslator {
             rest = &rest[i + 1..];
         }
         while let Some(i) = memchr::memchr(b'\n', rest) {
+            if i > self.max_line {
+                return Err(self.too_long());
+            }
             self.line(&rest[..i], out, outcome)?;
             rest = &rest[i + 1..];
         }
-        if rest.len() > MAX_LINE {
-            return Err(invalid_response(
-                &self.deployment,
-                "an Ollama stream line is too long",
-            ));
+        if rest.len() > self.max_line {
+            return Err(self.too_long());
         }
         self.buf.extend_from_slice(rest);
         Ok(())
@@ -2055,8 +2071,8 @@ mod tests {
     fn summarize(sse: &[u8]) -> Summary {
         let mut events = Vec::new();
         let mut d = SseDecoder::new();
-        d.push(sse, &mut events);
-        d.finish(&mut events);
+        d.push(sse, &mut events).unwrap();
+        d.finish(&mut events).unwrap();
         let mut s = Summary::default();
         for ev in events {
             if ev.data == "[DONE]" {
@@ -2191,6 +2207,72 @@ mod tests {
         assert_eq!(summarize(&out).text, "a");
         let (_, r, _) = run(&mut chat_translator(), &[b"not json\n"]);
         assert!(matches!(r, Err(GatewayError::UpstreamInvalid { .. })));
+    }
+
+    /// A line over the limit is refused whether it arrives in one read or across many, with its newline or
+    /// as the unterminated last line; a line at the limit is taken both ways.
+    #[test]
+    fn the_line_limit_does_not_depend_on_the_chunking() {
+        let line = |content: &str, done: bool| {
+            format!("{{\"message\":{{\"content\":\"{content}\"}},\"done\":{done}}}\n")
+        };
+        let first = line("a", false);
+        let last = line("", true);
+        let limit = first.len() - 1; // the bytes before the newline
+        let translator = || {
+            let mut t = chat_translator();
+            t.max_line = limit;
+            t
+        };
+        let runs = |wire: &[u8]| {
+            let mut results = vec![run(&mut translator(), &[wire]).1.map_err(|e| e.to_string())];
+            let singles: Vec<&[u8]> = wire.chunks(1).collect();
+            results.push(
+                run(&mut translator(), &singles)
+                    .1
+                    .map_err(|e| e.to_string()),
+            );
+            for at in 1..wire.len() {
+                let (a, b) = wire.split_at(at);
+                results.push(run(&mut translator(), &[a, b]).1.map_err(|e| e.to_string()));
+            }
+            results
+        };
+        // At the limit (the final line is shorter).
+        assert!(
+            runs(format!("{first}{last}").as_bytes())
+                .iter()
+                .all(Result::is_ok)
+        );
+        // One byte over it: a complete line, or the unterminated end of the stream.
+        let long = line("ab", false);
+        let refused = format!("an Ollama stream line is longer than {limit} bytes");
+        for wire in [
+            format!("{first}{long}{last}"),
+            format!("{first}{}", long.trim_end()),
+        ] {
+            for r in runs(wire.as_bytes()) {
+                let e = r.unwrap_err();
+                assert!(e.contains(&refused), "{e}");
+            }
+        }
+    }
+
+    /// An `{"error": ..}` line repeating the key: masked in the error event.
+    #[tokio::test]
+    async fn stream_errors_do_not_repeat_the_key() {
+        let key = "ollama-0123456789abcdef";
+        crate::translate::stream_tests::key_is_masked(
+            chat_translator(),
+            vec![
+                b"{\"model\":\"m\",\"message\":{\"content\":\"a\"},\"done\":false}\n".to_vec(),
+                format!("{{\"error\":\"unauthorized: {key}\"}}\n").into_bytes(),
+            ],
+            "authorization",
+            &format!("Bearer {key}"),
+            key,
+        )
+        .await;
     }
 
     #[test]

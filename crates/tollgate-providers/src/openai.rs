@@ -9,15 +9,14 @@ use futures_util::StreamExt;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{HeaderMap, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
 use tollgate_config::Deployment;
 use tollgate_core::url::public_url;
 use tollgate_core::wire::{Edit, JsonObject, json_string, splice};
 use tollgate_core::{GatewayError, UpstreamFailure, Usage};
 
-use crate::sse::{SseDecoder, SseEvent, encode};
+use crate::sse::{SseDecoder, SseError, SseEvent, encode};
 use crate::stream::{ChunkStream, StreamOutcome};
-use crate::translate::{self, ParamPolicy, Sent};
+use crate::translate::{self, Credentials, ParamPolicy, Sent, UpstreamBody};
 use crate::{BoxFuture, BuildContext, BuildError, Call, Endpoint, HttpClient, Provider, Reply};
 use crate::{compat, upstream};
 
@@ -361,14 +360,15 @@ pub(crate) async fn exchange(
     .await?;
     let bytes = match sent {
         Sent::Body(bytes) => bytes,
-        Sent::Stream(resp) if is_sse(resp.headers()) => {
+        Sent::Stream(resp, credentials) if is_sse(resp.headers()) => {
             return Ok(Reply::Stream(transform_stream(
                 resp.into_body(),
                 call,
                 deployment.to_string(),
+                credentials,
             )));
         }
-        Sent::Stream(resp) => {
+        Sent::Stream(resp, _) => {
             tokio::time::timeout_at(deadline, translate::collect(resp.into_body(), deployment))
                 .await
                 .map_err(|_| GatewayError::UpstreamTimeout {
@@ -409,11 +409,41 @@ pub(crate) struct EventRewriter {
     /// The gateway added `include_usage`: drop the usage-only chunk and null other usage fields.
     pub strip_usage: bool,
     pub endpoint: Endpoint,
+    /// The request's credentials, masked in error events (an upstream may repeat the key there as in its
+    /// error answers).
+    pub credentials: Credentials,
 }
 
 impl EventRewriter {
     /// Append the client's form of `ev` to `out`; record usage in `outcome`.
     pub fn rewrite(&self, ev: &SseEvent, outcome: &StreamOutcome, out: &mut Vec<u8>) {
+        match self.masked_error(ev) {
+            Some(masked) => self.rewrite_event(&masked, outcome, out),
+            None => self.rewrite_event(ev, outcome, out),
+        }
+    }
+
+    /// `ev` with the credentials masked, when it is an error event (`event: error`, or data with an `"error"`
+    /// key anywhere: `{"error":{..}}`, the Responses API's `response.failed`) that repeats one. Other
+    /// events are left alone: a short key (`none`, `test`) would garble ordinary content.
+    fn masked_error(&self, ev: &SseEvent) -> Option<SseEvent> {
+        if self.credentials.is_empty() {
+            return None;
+        }
+        let is_error = ev.event.as_deref() == Some("error")
+            || memchr::memmem::find(ev.data.as_bytes(), b"\"error\"").is_some();
+        if !is_error {
+            return None;
+        }
+        let data = self.credentials.mask_text(&ev.data)?;
+        Some(SseEvent {
+            event: ev.event.clone(),
+            data,
+            id: ev.id.clone(),
+        })
+    }
+
+    fn rewrite_event(&self, ev: &SseEvent, outcome: &StreamOutcome, out: &mut Vec<u8>) {
         let data = ev.data.as_str();
         if data == "[DONE]" || !data.starts_with('{') {
             encode(ev.event.as_deref(), data.as_bytes(), out);
@@ -494,15 +524,23 @@ pub fn sse_error_event(err: &GatewayError) -> Vec<u8> {
     out
 }
 
-pub(crate) fn transform_stream(body: Incoming, call: Call, deployment: String) -> ChunkStream {
+/// The upstream's SSE stream with each event rewritten ([`EventRewriter`]); a stall, a broken connection or an
+/// event over [`crate::sse::MAX_SSE_EVENT`] ends it with an error event.
+pub(crate) fn transform_stream<B: UpstreamBody>(
+    body: B,
+    call: Call,
+    deployment: String,
+    credentials: Credentials,
+) -> ChunkStream {
     let outcome = Arc::new(StreamOutcome::default());
     let rewriter = EventRewriter {
         requested_model: call.requested_model,
         strip_usage: !call.client_wants_usage,
         endpoint: call.endpoint,
+        credentials,
     };
-    struct State {
-        body: Incoming,
+    struct State<B> {
+        body: B,
         decoder: SseDecoder,
         events: Vec<SseEvent>,
         rewriter: EventRewriter,
@@ -510,6 +548,21 @@ pub(crate) fn transform_stream(body: Incoming, call: Call, deployment: String) -
         deployment: String,
         idle: Duration,
         done: bool,
+    }
+    impl<B> State<B> {
+        /// Decoding failed: the events decoded before the failure, then the error event; the stream ends.
+        fn undecodable(&mut self, e: &SseError, out: &mut Vec<u8>) {
+            self.done = true;
+            let err = translate::sse_failure(&self.deployment, e);
+            self.outcome.set_failure(&err);
+            for ev in self.events.drain(..) {
+                self.rewriter.rewrite(&ev, &self.outcome, out);
+            }
+            if !out.is_empty() {
+                self.outcome.add_chunk();
+            }
+            out.extend_from_slice(&sse_error_event(&err));
+        }
     }
     let idle = call.timeout;
     let state = State {
@@ -548,7 +601,10 @@ pub(crate) fn transform_stream(body: Incoming, call: Call, deployment: String) -
                     let Ok(data) = frame.into_data() else {
                         continue;
                     };
-                    st.decoder.push(&data, &mut st.events);
+                    if let Err(e) = st.decoder.push(&data, &mut st.events) {
+                        st.undecodable(&e, &mut out);
+                        return Some((Bytes::from(out), st));
+                    }
                 }
                 Some(Err(e)) => {
                     st.done = true;
@@ -565,7 +621,10 @@ pub(crate) fn transform_stream(body: Incoming, call: Call, deployment: String) -
                 }
                 None => {
                     st.done = true;
-                    st.decoder.finish(&mut st.events);
+                    if let Err(e) = st.decoder.finish(&mut st.events) {
+                        st.undecodable(&e, &mut out);
+                        return Some((Bytes::from(out), st));
+                    }
                     st.outcome.set_completed();
                 }
             }
@@ -674,6 +733,7 @@ mod tests {
             requested_model: "alias".into(),
             strip_usage: true,
             endpoint: Endpoint::ChatCompletions,
+            credentials: Credentials::default(),
         };
         let mut out = vec![];
         strip.rewrite(&usage_ev, &outcome, &mut out);
@@ -683,6 +743,7 @@ mod tests {
             requested_model: "alias".into(),
             strip_usage: false,
             endpoint: Endpoint::ChatCompletions,
+            credentials: Credentials::default(),
         };
         keep.rewrite(&usage_ev, &outcome, &mut out);
         assert_eq!(
@@ -703,6 +764,7 @@ mod tests {
             requested_model: "alias".into(),
             strip_usage: true,
             endpoint: Endpoint::Responses,
+            credentials: Credentials::default(),
         };
         let mut out = vec![];
         rw.rewrite(&ev, &outcome, &mut out);
@@ -713,6 +775,93 @@ mod tests {
             "{text}"
         );
         assert_eq!(outcome.usage().unwrap().total_tokens, 5);
+    }
+
+    /// An upstream repeating the key in an error inside its stream (`data: {"error":..}`, the Responses
+    /// API's `event: error`): the client gets it masked, as in error answers; other events are left alone.
+    #[tokio::test]
+    async fn stream_error_events_do_not_repeat_the_key() {
+        use crate::translate::stream_tests::{body, credentials, text_of};
+        let key = "sk-live-0123456789abcdef";
+        let chunks = vec![
+            br#"data: {"id":"c","model":"gpt-4o","choices":[{"index":0,"delta":{"content":"hi"}}]}"#.to_vec(),
+            b"\n\n".to_vec(),
+            format!(r#"data: {{"error":{{"message":"Incorrect API key provided: {key}","type":"invalid_request_error"}}}}"#).into_bytes(),
+            format!("\n\nevent: error\ndata: {{\"type\":\"error\",\"message\":\"key {key} revoked\"}}\n\n").into_bytes(),
+        ];
+        let stream = transform_stream(
+            body(chunks.clone()),
+            call(r#"{"model":"alias"}"#, true, true),
+            "dep".into(),
+            credentials("authorization", &format!("Bearer {key}")),
+        );
+        let text = text_of(stream).await;
+        assert!(!text.contains(key), "{text}");
+        assert_eq!(text.matches("sk-...cdef").count(), 2, "{text}");
+        assert!(
+            text.contains(r#""content":"hi""#) && text.contains(r#""model":"alias""#),
+            "{text}"
+        );
+        assert!(text.contains("event: error\n"), "{text}");
+        // Without credentials (or when none is repeated) the events pass as they came.
+        let stream = transform_stream(
+            body(chunks),
+            call(r#"{"model":"alias"}"#, true, true),
+            "dep".into(),
+            Credentials::default(),
+        );
+        assert_eq!(text_of(stream).await.matches(key).count(), 2);
+        // A short key ("none", as local servers take) is masked in an error, not in content.
+        let chunks = vec![
+            br#"data: {"choices":[{"index":0,"delta":{"content":"none of them"}}]}"#.to_vec(),
+            b"\n\ndata: {\"error\":{\"message\":\"bad key none\"}}\n\n".to_vec(),
+        ];
+        let stream = transform_stream(
+            body(chunks),
+            call(r#"{"model":"alias"}"#, true, true),
+            "dep".into(),
+            credentials("authorization", "Bearer none"),
+        );
+        let text = text_of(stream).await;
+        assert!(
+            text.contains("none of them") && text.contains("bad key ***"),
+            "{text}"
+        );
+    }
+
+    /// An upstream sending a line that never ends: the stream fails once the line passes the limit (with
+    /// an error event, never `[DONE]`), after what came before it.
+    #[tokio::test]
+    async fn an_event_over_the_limit_ends_the_stream_with_an_error() {
+        use crate::sse::MAX_SSE_EVENT;
+        use crate::translate::stream_tests::{body, endless_line, text_of};
+        let mut chunks = vec![
+            br#"data: {"choices":[{"index":0,"delta":{"content":"hi"}}]}"#.to_vec(),
+            b"\n\n".to_vec(),
+        ];
+        chunks.extend(endless_line(MAX_SSE_EVENT + 16));
+        let stream = transform_stream(
+            body(chunks),
+            call(r#"{"model":"alias"}"#, true, true),
+            "dep".into(),
+            Credentials::default(),
+        );
+        let outcome = stream.outcome.clone();
+        let text = text_of(stream).await;
+        assert!(
+            text.contains(r#""content":"hi""#),
+            "{}",
+            &text[..200.min(text.len())]
+        );
+        assert!(!text.contains("[DONE]") && !text.contains("xxxx"));
+        assert!(text.contains("upstream_invalid_response"), "{text}");
+        let failure = outcome.failure().unwrap();
+        assert!(
+            matches!(failure, GatewayError::UpstreamInvalid { .. }),
+            "{failure}"
+        );
+        assert!(!outcome.completed());
+        assert_eq!(outcome.chunks(), 1);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Helpers the adapters' tests share: a recording mock upstream and a deployment with only its names set.
 
-use tollgate_config::{Deployment, ModelInfo};
+use tollgate_config::Deployment;
 use tollgate_mock::{MockOptions, MockServer};
 
 /// A mock upstream on a free local port that requires `api_key` and records the requests it gets.
@@ -24,21 +24,6 @@ pub fn bare_deployment(provider: &str, model_name: &str, model: &str) -> Deploym
         model_name: model_name.into(),
         provider: provider.into(),
         model: model.into(),
-        api_base: None,
-        api_key: None,
-        api_version: None,
-        organization: None,
-        rpm: None,
-        tpm: None,
-        weight: None,
-        timeout: None,
-        stream_timeout: None,
-        max_retries: None,
-        num_retries: None,
-        health_check_timeout: None,
-        extra_headers: Vec::new(),
-        mock_response: None,
-        extra_params: serde_json::Map::new(),
-        model_info: ModelInfo::default(),
+        ..Deployment::default()
     }
 }

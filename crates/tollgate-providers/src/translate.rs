@@ -17,6 +17,7 @@ use tollgate_config::Deployment;
 use tollgate_core::GatewayError;
 use tollgate_core::wire::{JsonObject, json_string};
 
+use crate::sse::SseError;
 use crate::stream::{ChunkStream, StreamOutcome};
 use crate::{HttpClient, openai};
 
@@ -30,8 +31,9 @@ pub type ErrorParser = fn(StatusCode, &HeaderMap, &[u8]) -> GatewayError;
 pub enum Sent {
     /// A successful, complete body.
     Body(Bytes),
-    /// A successful response whose body is read as a stream (`want_stream` was true).
-    Stream(Response<Incoming>),
+    /// A successful response whose body is read as a stream (`want_stream` was true), with the request's
+    /// credentials, to mask them in errors the upstream sends inside the stream.
+    Stream(Response<Incoming>, Credentials),
 }
 
 /// Send `req` and wait for the answer within `timeout` (for streams: until the response head). A non-2xx
@@ -50,12 +52,7 @@ pub async fn send(
     };
     let deadline = tokio::time::Instant::now() + timeout;
     // The credentials this request carries (cheap clones), to mask them in an error the upstream answers with.
-    let credentials: Vec<HeaderValue> = req
-        .headers()
-        .values()
-        .filter(|v| v.is_sensitive())
-        .cloned()
-        .collect();
+    let credentials = Credentials::of(req.headers());
     let resp = tokio::time::timeout_at(deadline, client.request(req))
         .await
         .map_err(|_| timed_out())?
@@ -66,13 +63,10 @@ pub async fn send(
         let bytes = tokio::time::timeout_at(deadline, collect(body, deployment))
             .await
             .map_err(|_| timed_out())??;
-        return Err(mask_credentials(
-            parse_error(status, &parts.headers, &bytes),
-            &credentials,
-        ));
+        return Err(credentials.mask(parse_error(status, &parts.headers, &bytes)));
     }
     if want_stream {
-        return Ok(Sent::Stream(resp));
+        return Ok(Sent::Stream(resp, credentials));
     }
     let bytes = tokio::time::timeout_at(deadline, collect(resp.into_body(), deployment))
         .await
@@ -84,29 +78,11 @@ pub async fn send(
 /// its [`masked`] form wherever upstream text ends up: providers echo keys in error messages ("Incorrect API
 /// key provided: sk-..."), and the message goes to the client and the logs.
 pub fn mask_credentials(err: GatewayError, sensitive: &[HeaderValue]) -> GatewayError {
-    let mut secrets: Vec<&str> = Vec::with_capacity(sensitive.len());
-    for v in sensitive.iter().filter_map(|v| v.to_str().ok()) {
-        let v = v.trim();
-        match v.split_once(' ') {
-            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
-                secrets.push(token.trim())
-            }
-            _ => secrets.push(v),
-        }
-    }
-    // Longest first, so a secret containing another is masked whole.
-    secrets.retain(|s| s.len() >= MIN_MASKED_LEN);
-    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    let secrets = secrets(sensitive);
     if secrets.is_empty() {
         return err;
     }
-    let scrub = |text: &mut String| {
-        for s in &secrets {
-            if text.contains(s) {
-                *text = text.replace(s, &masked(s));
-            }
-        }
-    };
+    let scrub = |text: &mut String| scrub(&secrets, text);
     let mut err = err;
     match &mut err {
         GatewayError::UpstreamStatus(f) => {
@@ -123,6 +99,80 @@ pub fn mask_credentials(err: GatewayError, sensitive: &[HeaderValue]) -> Gateway
         _ => {}
     }
     err
+}
+
+/// The secrets of `sensitive` header values (of `Bearer <token>` the token), longest first, so a secret
+/// containing another is masked whole; those shorter than [`MIN_MASKED_LEN`] left out.
+fn secrets(sensitive: &[HeaderValue]) -> Vec<&str> {
+    let mut secrets: Vec<&str> = Vec::with_capacity(sensitive.len());
+    for v in sensitive.iter().filter_map(|v| v.to_str().ok()) {
+        let v = v.trim();
+        match v.split_once(' ') {
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
+                secrets.push(token.trim())
+            }
+            _ => secrets.push(v),
+        }
+    }
+    secrets.retain(|s| s.len() >= MIN_MASKED_LEN);
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    secrets
+}
+
+/// Replace every one of `secrets` in `text` by its [`masked`] form.
+fn scrub(secrets: &[&str], text: &mut String) {
+    for s in secrets {
+        if text.contains(s) {
+            *text = text.replace(s, &masked(s));
+        }
+    }
+}
+
+/// The credentials one upstream request carries (its header values marked sensitive), kept with its stream so
+/// that errors arriving inside the stream are masked as [`send`] masks error answers. Cheap clones of the
+/// header values; their `Debug` does not show them.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials(Vec<HeaderValue>);
+
+impl Credentials {
+    /// The sensitive values of `headers`.
+    pub fn of(headers: &HeaderMap) -> Credentials {
+        Credentials(
+            headers
+                .values()
+                .filter(|v| v.is_sensitive())
+                .cloned()
+                .collect(),
+        )
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `err` with these credentials masked (see [`mask_credentials`]).
+    pub fn mask(&self, err: GatewayError) -> GatewayError {
+        if self.0.is_empty() {
+            return err;
+        }
+        mask_credentials(err, &self.0)
+    }
+
+    /// `text` with these credentials masked, or `None` when it contains none of them.
+    pub fn mask_text(&self, text: &str) -> Option<String> {
+        let secrets = secrets(&self.0);
+        if !secrets.iter().any(|s| text.contains(s)) {
+            return None;
+        }
+        let mut text = text.to_string();
+        scrub(&secrets, &mut text);
+        Some(text)
+    }
+}
+
+/// A stream whose SSE decoding failed (a line or event over [`crate::sse::MAX_SSE_EVENT`]): an invalid answer.
+pub fn sse_failure(deployment: &str, e: &SseError) -> GatewayError {
+    invalid_response(deployment, format!("reading the event stream: {e}"))
 }
 
 /// Credentials shorter than this are not masked (they would garble ordinary words of a message).
@@ -236,6 +286,17 @@ pub fn embeddings_list(
     Ok(out)
 }
 
+/// A streamed upstream body: hyper's [`Incoming`], or in tests any body of byte frames.
+pub trait UpstreamBody:
+    hyper::body::Body<Data = Bytes, Error: std::fmt::Display> + Send + Unpin + 'static
+{
+}
+
+impl<B> UpstreamBody for B where
+    B: hyper::body::Body<Data = Bytes, Error: std::fmt::Display> + Send + Unpin + 'static
+{
+}
+
 /// A provider's native stream decoder: bytes from upstream in, the client's SSE bytes out.
 pub trait StreamTranslator: Send + 'static {
     /// Take the next bytes from upstream (any split) and append what the client gets to `out`. Usage goes
@@ -258,20 +319,24 @@ pub trait StreamTranslator: Send + 'static {
 }
 
 /// Forward `body` through `t`, one client chunk per upstream read that produced output. `idle` bounds every
-/// wait for upstream bytes (LiteLLM's per-read stream timeout).
-pub fn translated_stream<T: StreamTranslator>(
-    body: Incoming,
+/// wait for upstream bytes (LiteLLM's per-read stream timeout). The error a stream fails with (its error
+/// event and the recorded failure) has `credentials` (the request's, from [`Sent::Stream`]) masked: an
+/// upstream's in-stream error may repeat the key as its error answers do.
+pub fn translated_stream<T: StreamTranslator, B: UpstreamBody>(
+    body: B,
     t: T,
     idle: Duration,
     deployment: String,
+    credentials: Credentials,
 ) -> ChunkStream {
     let outcome = Arc::new(StreamOutcome::default());
-    struct State<T> {
-        body: Incoming,
+    struct State<T, B> {
+        body: B,
         t: T,
         outcome: Arc<StreamOutcome>,
         deployment: String,
         idle: Duration,
+        credentials: Credentials,
         done: bool,
     }
     let state = State {
@@ -280,6 +345,7 @@ pub fn translated_stream<T: StreamTranslator>(
         outcome: outcome.clone(),
         deployment,
         idle,
+        credentials,
         done: false,
     };
     let stream = futures_util::stream::unfold(state, |mut st| async move {
@@ -291,8 +357,9 @@ pub fn translated_stream<T: StreamTranslator>(
             // Bytes of `out` that are the stream's own content (not the closing error event): a chunk that
             // is only an error does not count, so a stream failing before its first chunk can be retried.
             let mut content_len: Option<usize> = None;
-            let mut fail = |st: &mut State<T>, err: GatewayError, out: &mut Vec<u8>| {
+            let mut fail = |st: &mut State<T, B>, err: GatewayError, out: &mut Vec<u8>| {
                 st.done = true;
+                let err = st.credentials.mask(err);
                 st.outcome.set_failure(&err);
                 content_len = Some(out.len());
                 st.t.error_event(&err, out);
@@ -490,6 +557,94 @@ pub fn param_str<'a>(d: &'a Deployment, key: &str) -> Option<&'a str> {
         .get(key)
         .and_then(serde_json::Value::as_str)
         .filter(|s| !s.is_empty())
+}
+
+/// What the stream tests of the adapters share: an upstream body from byte chunks, a request's credentials, and
+/// running a translator as [`translated_stream`] does.
+#[cfg(test)]
+pub(crate) mod stream_tests {
+    use std::convert::Infallible;
+
+    use http_body_util::StreamBody;
+    use hyper::body::Frame;
+
+    use super::*;
+
+    /// An upstream body sending `chunks`, one frame each.
+    pub fn body(chunks: Vec<Vec<u8>>) -> impl UpstreamBody {
+        StreamBody::new(futures_util::stream::iter(
+            chunks
+                .into_iter()
+                .map(|c| Ok::<_, Infallible>(Frame::data(Bytes::from(c)))),
+        ))
+    }
+
+    /// The credentials of a request sending `value` (e.g. `Bearer sk-...`) in a sensitive `name` header.
+    pub fn credentials(name: &'static str, value: &str) -> Credentials {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.insert(name, crate::upstream::sensitive(value, "key").unwrap());
+        Credentials::of(&headers)
+    }
+
+    /// Everything a stream sends, concatenated.
+    pub async fn text_of(stream: ChunkStream) -> String {
+        let chunks: Vec<Bytes> = stream.body.collect().await;
+        String::from_utf8(chunks.concat()).unwrap()
+    }
+
+    /// `t` over `chunks` through [`translated_stream`]: what the client gets, and the outcome.
+    pub async fn translated<T: StreamTranslator>(
+        t: T,
+        chunks: Vec<Vec<u8>>,
+        credentials: Credentials,
+    ) -> (String, Arc<StreamOutcome>) {
+        let stream = translated_stream(
+            body(chunks),
+            t,
+            Duration::from_secs(5),
+            "dep".into(),
+            credentials,
+        );
+        let outcome = stream.outcome.clone();
+        (text_of(stream).await, outcome)
+    }
+
+    /// Run `t` over `chunks` (which end with an upstream error repeating `key`) with a request that sent
+    /// `key` in the sensitive `header` (as `value`): the stream ends with an error event showing the key
+    /// only masked, and the recorded failure does not hold it either. Returns what the client got.
+    pub async fn key_is_masked<T: StreamTranslator>(
+        t: T,
+        chunks: Vec<Vec<u8>>,
+        header: &'static str,
+        value: &str,
+        key: &str,
+    ) -> String {
+        assert!(
+            chunks
+                .iter()
+                .any(|c| String::from_utf8_lossy(c).contains(key)),
+            "the upstream stream should repeat the key"
+        );
+        let (text, outcome) = translated(t, chunks, credentials(header, value)).await;
+        assert!(!text.contains(key), "{text}");
+        assert!(text.contains(&masked(key)), "{text}");
+        assert!(!text.contains("[DONE]"), "{text}");
+        let failure = outcome.failure().expect("the stream failed");
+        assert!(!failure.to_string().contains(key), "{failure}");
+        assert!(!outcome.completed());
+        text
+    }
+
+    /// `total` bytes of `data: xxx...` without a line end, in 1 MiB chunks (an event over the SSE limit).
+    pub fn endless_line(total: usize) -> Vec<Vec<u8>> {
+        let mut wire = b"data: ".to_vec();
+        wire.resize(total, b'x');
+        wire.chunks(1 << 20).map(<[u8]>::to_vec).collect()
+    }
 }
 
 #[cfg(test)]

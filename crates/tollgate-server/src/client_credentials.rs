@@ -204,20 +204,7 @@ mod tests {
             model: "gpt".into(),
             api_base: Some("http://configured.test/v1".into()),
             api_key: Some(Secret::new("sk-configured")),
-            api_version: None,
-            organization: None,
-            rpm: None,
-            tpm: None,
-            weight: None,
-            timeout: None,
-            stream_timeout: None,
-            max_retries: None,
-            num_retries: None,
-            health_check_timeout: None,
-            extra_headers: Vec::new(),
-            mock_response: None,
-            extra_params: serde_json::Map::new(),
-            model_info: tollgate_config::ModelInfo::default(),
+            ..Deployment::default()
         };
         if let serde_json::Value::Object(m) = params {
             d.extra_params = m;

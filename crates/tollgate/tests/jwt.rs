@@ -122,6 +122,7 @@ general_settings:
 const JWTAUTH: &str = "    user_id_jwt_field: sub
     team_ids_jwt_field: groups
     end_user_id_jwt_field: customer
+    org_id_jwt_field: org
     user_id_upsert: true
     user_roles_jwt_field: resource_access.tollgate.roles
     user_allowed_roles: [basic_user, admin_user]
@@ -237,6 +238,40 @@ async fn every_algorithm_verifies_and_maps_onto_teams_users_and_limits() {
     let e = chat_with(&gw, &lim, "gpt-4o").await.expect_error(429);
     assert!(
         e["message"].as_str().unwrap().contains("team=limited"),
+        "{e}"
+    );
+
+    // The organization claim names an organization that must exist; its limits and the spend row follow.
+    gw.post(
+        "/organization/new",
+        &json!({"organization_id": "acme", "organization_alias": "Acme", "rpm_limit": 1}),
+    )
+    .send()
+    .await
+    .expect_status(200);
+    let org = sign(json!({"sub": "erin", "groups": ["eng"], "org": "acme",
+        "resource_access": {"tollgate": {"roles": ["basic_user"]}}}));
+    chat_with(&gw, &org, "gpt-4o").await.expect_status(200);
+    let e = chat_with(&gw, &org, "gpt-4o").await.expect_error(429);
+    assert!(
+        e["message"].as_str().unwrap().contains("organization=acme"),
+        "{e}"
+    );
+    let rows = gw.get("/spend/logs?user_id=erin").send().await.json();
+    assert_eq!(rows[0]["organization_id"], "acme", "{rows}");
+    let e = chat_with(
+        &gw,
+        &sign(json!({"sub": "erin", "groups": ["eng"], "org": "nope",
+            "resource_access": {"tollgate": {"roles": ["basic_user"]}}})),
+        "gpt-4o",
+    )
+    .await
+    .expect_error(403);
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("Organization doesn't exist"),
         "{e}"
     );
 

@@ -33,99 +33,34 @@ const NOT_A_KEY: &str = "not-a-key-Gh3Jk4Lm5";
 // ---------------------------------------------------------------------------------------------------------
 // Databases
 
-/// The database of a test gateway (a fresh PostgreSQL database, whose URL carries a password that trust
-/// authentication ignores, or a SQLite file), cleaned up on drop.
-enum Db {
-    Sqlite(TempDir),
-    Postgres { name: String },
-}
-
-fn psql(sql: &str) -> std::process::Output {
-    Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            "postgres",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-qc",
-            sql,
-        ])
-        .output()
-        .expect("running psql")
-}
-
-impl Db {
-    fn sqlite() -> Db {
-        Db::Sqlite(TempDir::new())
-    }
-
-    fn postgres() -> Option<Db> {
-        if !postgres_available() {
-            return None;
-        }
-        let name = format!("tg_it_{}", uuid::Uuid::now_v7().simple());
-        let out = psql(&format!("CREATE DATABASE {name}"));
-        assert!(
-            out.status.success(),
-            "create database: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Some(Db::Postgres { name })
-    }
-
-    fn settings(&self) -> String {
-        match self {
-            Db::Sqlite(dir) => format!(
-                "  tollgate_database_path: {}\n  tollgate_spend_journal_path: {}\n",
-                dir.path().join("tollgate.db").display(),
-                dir.path().join("spend.journal").display()
-            ),
-            Db::Postgres { name } => format!(
-                "  database_url: postgresql://postgres:{DB_PASSWORD}@127.0.0.1:5432/{name}\n"
-            ),
-        }
-    }
-
-    /// Everything stored: the bytes of the SQLite files (main file, WAL, shared memory) or a `pg_dump`.
-    fn contents(&self) -> Vec<u8> {
-        match self {
-            Db::Sqlite(dir) => {
-                let mut all = Vec::new();
-                for e in std::fs::read_dir(dir.path()).unwrap() {
-                    let p = e.unwrap().path();
-                    if p.file_name()
-                        .and_then(|n| n.to_str())
-                        .is_some_and(|n| n.starts_with("tollgate.db"))
-                    {
-                        all.extend(std::fs::read(&p).unwrap());
-                    }
+/// Everything a test gateway's database stores: the bytes of the SQLite files (main file, WAL, shared memory)
+/// or a `pg_dump`.
+fn db_contents(db: &Db) -> Vec<u8> {
+    match db {
+        Db::Sqlite(dir) => {
+            let mut all = Vec::new();
+            for e in std::fs::read_dir(dir.path()).unwrap() {
+                let p = e.unwrap().path();
+                if p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("tollgate.db"))
+                {
+                    all.extend(std::fs::read(&p).unwrap());
                 }
-                all
             }
-            Db::Postgres { name } => {
-                let out = Command::new("pg_dump")
-                    .args(["-h", "127.0.0.1", "-U", "postgres", "--data-only", name])
-                    .output()
-                    .expect("running pg_dump");
-                assert!(
-                    out.status.success(),
-                    "pg_dump: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-                out.stdout
-            }
+            all
         }
-    }
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        if let Db::Postgres { name } = self {
-            let _ = psql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        Db::Postgres { name, .. } => {
+            let out = Command::new("pg_dump")
+                .args(["-h", "127.0.0.1", "-U", "postgres", "--data-only", name])
+                .output()
+                .expect("running pg_dump");
+            assert!(
+                out.status.success(),
+                "pg_dump: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            out.stdout
         }
     }
 }
@@ -618,7 +553,7 @@ async fn no_secret_anywhere(db: Db, json_logs: bool) {
     seen.assert_clean(&secrets);
 
     // Keys are hashed at rest: the rows hold the hash, never the key.
-    let stored = db.contents();
+    let stored = db_contents(&db);
     for k in [&vk, &deleted] {
         let hash = tollgate_accounts::secret::hash_secret(k);
         assert!(contains(&stored, &hash), "the key's row is not stored");
@@ -635,7 +570,9 @@ async fn no_secret_anywhere(db: Db, json_logs: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_anywhere_postgres_text_logs() {
-    let Some(db) = Db::postgres() else { return };
+    let Some(db) = Db::postgres_as(&format!("postgres:{DB_PASSWORD}")) else {
+        return;
+    };
     no_secret_anywhere(db, false).await;
 }
 
@@ -894,6 +831,8 @@ async fn failed_auth_is_uniform_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_auth_is_uniform_postgres() {
-    let Some(db) = Db::postgres() else { return };
+    let Some(db) = Db::postgres_as(&format!("postgres:{DB_PASSWORD}")) else {
+        return;
+    };
     uniform_refusals(db).await;
 }

@@ -193,7 +193,7 @@ impl Inner {
         )
         .await?
         {
-            Sent::Stream(resp) => {
+            Sent::Stream(resp, credentials) => {
                 let t = response::ChatStream::new(
                     &call.requested_model,
                     call.client_wants_usage,
@@ -205,6 +205,7 @@ impl Inner {
                     t,
                     call.timeout,
                     self.deployment.clone(),
+                    credentials,
                 )))
             }
             Sent::Body(bytes) => {
@@ -234,7 +235,7 @@ impl Inner {
         )
         .await?
         {
-            Sent::Stream(resp) => {
+            Sent::Stream(resp, credentials) => {
                 let t =
                     native::PassThroughStream::new(call.requested_model, self.deployment.clone());
                 Ok(Reply::Stream(translated_stream(
@@ -242,6 +243,7 @@ impl Inner {
                     t,
                     call.timeout,
                     self.deployment.clone(),
+                    credentials,
                 )))
             }
             Sent::Body(bytes) if call.endpoint == Endpoint::CountTokens => Ok(Reply::Complete {

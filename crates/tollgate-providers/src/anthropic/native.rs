@@ -12,7 +12,7 @@ use super::stream_failure;
 use crate::chat::push_event;
 use crate::sse::{SseDecoder, SseEvent, encode};
 use crate::stream::StreamOutcome;
-use crate::translate::{StreamTranslator, invalid_response};
+use crate::translate::{StreamTranslator, invalid_response, sse_failure};
 
 /// The client's Messages API body with `model` set to `upstream_model` (added when missing).
 pub(crate) fn rewrite_request(body: &[u8], upstream_model: &str) -> Result<Vec<u8>, GatewayError> {
@@ -160,13 +160,15 @@ impl StreamTranslator for PassThroughStream {
         out: &mut Vec<u8>,
         outcome: &StreamOutcome,
     ) -> Result<(), GatewayError> {
-        self.decoder.push(bytes, &mut self.events);
-        self.drain(out, outcome)
+        let decoded = self.decoder.push(bytes, &mut self.events);
+        self.drain(out, outcome)?;
+        decoded.map_err(|e| sse_failure(&self.deployment, &e))
     }
 
     fn finish(&mut self, out: &mut Vec<u8>, outcome: &StreamOutcome) -> Result<(), GatewayError> {
-        self.decoder.finish(&mut self.events);
+        let decoded = self.decoder.finish(&mut self.events);
         self.drain(out, outcome)?;
+        decoded.map_err(|e| sse_failure(&self.deployment, &e))?;
         if !self.stopped {
             return Err(invalid_response(
                 &self.deployment,
@@ -233,6 +235,27 @@ mod tests {
             t.error_event(e, &mut out);
         }
         (r, String::from_utf8(out).unwrap(), outcome)
+    }
+
+    /// The pass-through re-sends an upstream `event: error` in Anthropic's shape, with the key masked.
+    #[tokio::test]
+    async fn stream_error_events_do_not_repeat_the_key() {
+        let key = "sk-ant-api03-0123456789abcdef";
+        let start = STREAM.split("event: content_block_start").next().unwrap();
+        let error = format!(
+            "event: error\ndata: {{\"type\":\"error\",\"error\":{{\"type\":\"authentication_error\",\"message\":\"invalid x-api-key {key}\"}}}}\n\n"
+        );
+        let text = crate::translate::stream_tests::key_is_masked(
+            PassThroughStream::new("alias".into(), "dep".into()),
+            vec![start.as_bytes().to_vec(), error.into_bytes()],
+            "x-api-key",
+            key,
+            key,
+        )
+        .await;
+        let e = last_error(&text);
+        assert_eq!(e["error"]["type"], "authentication_error");
+        assert_eq!(e["error"]["message"], "invalid x-api-key sk-...cdef");
     }
 
     /// The data of the last `event: error` in `out`.

@@ -11,7 +11,7 @@ use super::stream_failure;
 use crate::chat::{ChatResponse, ChunkWriter, FinishReason, FunctionCall, ToolCall};
 use crate::sse::{SseDecoder, SseEvent};
 use crate::stream::StreamOutcome;
-use crate::translate::{StreamTranslator, invalid_response};
+use crate::translate::{StreamTranslator, invalid_response, sse_failure};
 
 /// Anthropic's `usage` (also the partial, cumulative usage of `message_start` / `message_delta` events).
 #[derive(Debug, Default, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -451,13 +451,15 @@ impl StreamTranslator for ChatStream {
         out: &mut Vec<u8>,
         outcome: &StreamOutcome,
     ) -> Result<(), GatewayError> {
-        self.decoder.push(bytes, &mut self.events);
-        self.drain(out, outcome)
+        let decoded = self.decoder.push(bytes, &mut self.events);
+        self.drain(out, outcome)?;
+        decoded.map_err(|e| sse_failure(&self.deployment, &e))
     }
 
     fn finish(&mut self, out: &mut Vec<u8>, outcome: &StreamOutcome) -> Result<(), GatewayError> {
-        self.decoder.finish(&mut self.events);
+        let decoded = self.decoder.finish(&mut self.events);
         self.drain(out, outcome)?;
+        decoded.map_err(|e| sse_failure(&self.deployment, &e))?;
         if !self.stopped {
             return Err(invalid_response(
                 &self.deployment,
@@ -510,12 +512,30 @@ pub(crate) mod tests {
         "data: {\"type\":\"message_stop\"}\n\n",
     );
 
+    /// Anthropic's `event: error` repeating the key: masked in the chat stream's error event.
+    #[tokio::test]
+    async fn stream_error_events_do_not_repeat_the_key() {
+        let key = "sk-ant-api03-0123456789abcdef";
+        let start = STREAM.split("event: content_block_start").next().unwrap();
+        let error = format!(
+            "event: error\ndata: {{\"type\":\"error\",\"error\":{{\"type\":\"authentication_error\",\"message\":\"invalid x-api-key {key}\"}}}}\n\n"
+        );
+        crate::translate::stream_tests::key_is_masked(
+            ChatStream::new("alias", false, false, "dep".into()),
+            vec![start.as_bytes().to_vec(), error.into_bytes()],
+            "x-api-key",
+            key,
+            key,
+        )
+        .await;
+    }
+
     /// The data of each SSE event in `out`, parsed, without the `created` timestamps.
     pub(crate) fn chunks(out: &[u8]) -> Vec<Value> {
         let mut d = SseDecoder::new();
         let mut events = Vec::new();
-        d.push(out, &mut events);
-        d.finish(&mut events);
+        d.push(out, &mut events).unwrap();
+        d.finish(&mut events).unwrap();
         events
             .into_iter()
             .map(|e| {

@@ -1422,6 +1422,27 @@ mod tests {
         assert!(!out.contains("tool_calls"), "{out}");
     }
 
+    /// An exception event repeating the API key (sent as a Bearer token): masked in the error event.
+    #[tokio::test]
+    async fn exception_events_do_not_repeat_the_key() {
+        let key = "ABSKQmVkcm9ja0FQSUtleS0wMTIz";
+        let exception = encode(
+            &[
+                (":exception-type", "accessDeniedException"),
+                (":message-type", "exception"),
+            ],
+            format!(r#"{{"message":"The API key {key} is not authorized"}}"#).as_bytes(),
+        );
+        crate::translate::stream_tests::key_is_masked(
+            StreamState::new("alias", false, false, "dep"),
+            vec![event("messageStart", r#"{"role":"assistant"}"#), exception],
+            "authorization",
+            &format!("Bearer {key}"),
+            key,
+        )
+        .await;
+    }
+
     #[test]
     fn exceptions_truncation_and_bad_crcs_end_the_stream_with_errors() {
         let mut w = event("messageStart", r#"{"role":"assistant"}"#);

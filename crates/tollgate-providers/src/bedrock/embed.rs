@@ -178,7 +178,7 @@ async fn invoke(
     call: &Call,
 ) -> Result<(Bytes, Option<u64>), GatewayError> {
     let req = inner.request(&model_path(model, "invoke"), body, "application/json")?;
-    let Sent::Stream(resp) = send(
+    let Sent::Stream(resp, _) = send(
         &inner.client,
         req,
         &inner.deployment,

@@ -451,7 +451,7 @@ impl Inner {
         )
         .await?
         {
-            Sent::Stream(resp) => {
+            Sent::Stream(resp, credentials) => {
                 let state = converse::StreamState::new(
                     &call.requested_model,
                     call.client_wants_usage,
@@ -463,6 +463,7 @@ impl Inner {
                     state,
                     call.timeout,
                     self.deployment.clone(),
+                    credentials,
                 )))
             }
             Sent::Body(bytes) => {

@@ -194,7 +194,7 @@ impl Inner {
                     usage: Some(usage),
                 })
             }
-            Sent::Stream(resp) => {
+            Sent::Stream(resp, credentials) => {
                 let translator = response::GeminiStream::new(
                     &call.requested_model,
                     call.client_wants_usage,
@@ -205,6 +205,7 @@ impl Inner {
                     translator,
                     call.timeout,
                     self.deployment.clone(),
+                    credentials,
                 )))
             }
         }
@@ -244,7 +245,7 @@ impl Inner {
                     usage: Some(usage),
                 })
             }
-            Sent::Stream(_) => Err(invalid_response(&self.deployment, "unexpected stream")),
+            Sent::Stream(..) => Err(invalid_response(&self.deployment, "unexpected stream")),
         }
     }
 }

@@ -11,7 +11,7 @@ use tollgate_core::{GatewayError, Usage};
 use crate::chat::{ChatResponse, ChunkWriter, FinishReason, FunctionCall, ToolCall};
 use crate::sse::{SseDecoder, SseEvent};
 use crate::stream::StreamOutcome;
-use crate::translate::{StreamTranslator, invalid_response};
+use crate::translate::{StreamTranslator, invalid_response, sse_failure};
 
 use super::request::THOUGHT_SIGNATURE_SEPARATOR;
 
@@ -349,13 +349,15 @@ impl StreamTranslator for GeminiStream {
         out: &mut Vec<u8>,
         outcome: &StreamOutcome,
     ) -> Result<(), GatewayError> {
-        self.decoder.push(bytes, &mut self.events);
-        self.events(out, outcome)
+        let decoded = self.decoder.push(bytes, &mut self.events);
+        self.events(out, outcome)?;
+        decoded.map_err(|e| sse_failure(&self.deployment, &e))
     }
 
     fn finish(&mut self, out: &mut Vec<u8>, outcome: &StreamOutcome) -> Result<(), GatewayError> {
-        self.decoder.finish(&mut self.events);
+        let decoded = self.decoder.finish(&mut self.events);
         self.events(out, outcome)?;
+        decoded.map_err(|e| sse_failure(&self.deployment, &e))?;
         if !self.writer.finished() {
             return Err(invalid_response(
                 &self.deployment,
@@ -463,6 +465,52 @@ pub(super) mod tests {
         assert_eq!(v["choices"][1]["message"]["content"], "b");
         assert_eq!(v["choices"][1]["finish_reason"], "length");
         assert!(translate(b"[1]", "m").is_err());
+    }
+
+    /// Google's in-stream error repeating the key: masked in the error event and the recorded failure.
+    #[tokio::test]
+    async fn in_stream_errors_do_not_repeat_the_key() {
+        let key = "AIzaSyD-0123456789abcdefghij";
+        let text = crate::translate::stream_tests::key_is_masked(
+            GeminiStream::new("alias", false, "dep".into()),
+            vec![
+                br#"data: {"candidates":[{"content":{"parts":[{"text":"Hi"}]},"index":0}]}"#.to_vec(),
+                b"\n\n".to_vec(),
+                format!(r#"data: {{"error":{{"code":400,"message":"API key not valid: {key}","status":"INVALID_ARGUMENT"}}}}"#).into_bytes(),
+                b"\n\n".to_vec(),
+            ],
+            "x-goog-api-key",
+            key,
+            key,
+        )
+        .await;
+        assert!(text.contains(r#""content":"Hi""#), "{text}");
+    }
+
+    /// A line that never ends fails the stream once it passes the SSE limit, with an error event.
+    #[tokio::test]
+    async fn an_event_over_the_limit_ends_the_stream_with_an_error() {
+        use crate::translate::stream_tests::{endless_line, translated};
+        let mut chunks = vec![
+            br#"data: {"candidates":[{"content":{"parts":[{"text":"Hi"}]},"index":0}]}"#.to_vec(),
+            b"\n\n".to_vec(),
+        ];
+        chunks.extend(endless_line(crate::sse::MAX_SSE_EVENT + 1));
+        let (text, outcome) = translated(
+            GeminiStream::new("alias", false, "dep".into()),
+            chunks,
+            Default::default(),
+        )
+        .await;
+        assert!(text.contains(r#""content":"Hi""#), "{text}");
+        assert!(
+            !text.contains("[DONE]") && text.contains("upstream_invalid_response"),
+            "{text}"
+        );
+        assert!(matches!(
+            outcome.failure(),
+            Some(GatewayError::UpstreamInvalid { .. })
+        ));
     }
 
     fn run_stream(

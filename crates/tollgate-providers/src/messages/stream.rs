@@ -15,7 +15,7 @@ use super::response::{
     AnthropicUsage, Message, OutBlock, new_message_id, stop_reason, thinking_block, tool_use_id,
 };
 use crate::chat::push_event;
-use crate::sse::{SseDecoder, SseEvent};
+use crate::sse::{SseDecoder, SseError, SseEvent};
 use crate::stream::{ChunkStream, StreamOutcome};
 
 /// The block being streamed.
@@ -131,17 +131,36 @@ impl Translator {
 
     /// Take the next bytes of the chat stream (any split); append the Anthropic events to `out`.
     pub fn feed(&mut self, bytes: &[u8], out: &mut Vec<u8>, outcome: &StreamOutcome) {
-        self.decoder.push(bytes, &mut self.events);
+        let decoded = self.decoder.push(bytes, &mut self.events);
         self.drain(out, outcome);
+        if let Err(e) = decoded {
+            self.undecodable(&e, out, outcome);
+        }
     }
 
     /// The chat stream ended: finish the message if it is not finished yet.
     pub fn end(&mut self, out: &mut Vec<u8>, outcome: &StreamOutcome) {
-        self.decoder.finish(&mut self.events);
+        let decoded = self.decoder.finish(&mut self.events);
         self.drain(out, outcome);
+        if let Err(e) = decoded {
+            self.undecodable(&e, out, outcome);
+        }
         if !self.done {
             self.finalize(out);
         }
+    }
+
+    /// The chat stream could not be decoded (an event over the decoder's limit): an error event, unless
+    /// the message already ended; the stream ends there.
+    fn undecodable(&mut self, e: &SseError, out: &mut Vec<u8>, outcome: &StreamOutcome) {
+        if self.done {
+            return;
+        }
+        let err = GatewayError::Internal(format!("decoding the chat stream: {e}"));
+        outcome.set_failure(&err);
+        write_error(&err, out);
+        self.done = true;
+        self.failed = true;
     }
 
     fn drain(&mut self, out: &mut Vec<u8>, outcome: &StreamOutcome) {

@@ -510,8 +510,8 @@ fn expected_events() -> Vec<(String, Value)> {
 fn events_of(sse: &[u8]) -> Vec<(String, Value)> {
     let mut d = SseDecoder::new();
     let mut evs = Vec::new();
-    d.push(sse, &mut evs);
-    d.finish(&mut evs);
+    d.push(sse, &mut evs).unwrap();
+    d.finish(&mut evs).unwrap();
     evs.into_iter()
         .map(|e| {
             let mut v: Value = serde_json::from_str(&e.data).unwrap();

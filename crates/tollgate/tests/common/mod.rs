@@ -68,6 +68,91 @@ const SCRUBBED_ENV: &[&str] = &[
 ];
 
 // ---------------------------------------------------------------------------------------------------------
+// Databases
+
+/// Run one SQL statement with `psql` on the local PostgreSQL (as `postgres`, database `postgres`).
+pub fn psql(sql: &str) -> std::process::Output {
+    Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-qc",
+            sql,
+        ])
+        .output()
+        .expect("running psql")
+}
+
+/// The database a test gateway uses: an SQLite file in a temp dir, or a fresh PostgreSQL database (dropped
+/// on drop).
+pub enum Db {
+    Sqlite(TempDir),
+    Postgres { name: String, url: String },
+}
+
+impl Db {
+    pub fn sqlite() -> Db {
+        Db::Sqlite(TempDir::new())
+    }
+
+    /// A new PostgreSQL database, or `None` (skipped with a message) when PostgreSQL is not there.
+    pub fn postgres() -> Option<Db> {
+        Db::postgres_as("postgres")
+    }
+
+    /// As [`Db::postgres`], with `userinfo` (e.g. `postgres:<password>`, which trust auth ignores) in the URL.
+    pub fn postgres_as(userinfo: &str) -> Option<Db> {
+        if !postgres_available() {
+            return None;
+        }
+        let name = format!("tg_it_{}", uuid::Uuid::now_v7().simple());
+        let out = psql(&format!("CREATE DATABASE {name}"));
+        assert!(
+            out.status.success(),
+            "create database: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Some(Db::Postgres {
+            url: format!("postgres://{userinfo}@127.0.0.1:5432/{name}"),
+            name,
+        })
+    }
+
+    /// `general_settings` lines selecting this database (and where the journal goes).
+    pub fn settings(&self) -> String {
+        match self {
+            Db::Sqlite(dir) => format!(
+                "  tollgate_database_path: {}\n  tollgate_spend_journal_path: {}\n",
+                dir.path().join("tollgate.db").display(),
+                dir.path().join("spend.journal").display()
+            ),
+            Db::Postgres { url, .. } => format!("  database_url: {url}\n"),
+        }
+    }
+
+    pub fn url(&self) -> Option<&str> {
+        match self {
+            Db::Postgres { url, .. } => Some(url),
+            Db::Sqlite(_) => None,
+        }
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        if let Db::Postgres { name, .. } = self {
+            let _ = psql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
 // Temp dirs
 
 /// A unique directory, removed on drop.
