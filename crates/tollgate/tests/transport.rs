@@ -306,3 +306,54 @@ async fn idle_http2_connection_is_closed_under_a_short_keep_alive() {
         idle.elapsed()
     );
 }
+
+/// A slow client dripping its request head one byte at a time (slowloris) is cut off when the head is not
+/// complete within the header read timeout, although bytes keep arriving (which resets the idle timer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_request_head_is_cut_at_the_header_read_timeout() {
+    let config = format!(
+        "{}  tollgate_header_read_timeout: 1\n",
+        mock_provider_config()
+    );
+    let gw = gateway()
+        .config(config)
+        .args(["--keepalive_timeout", "1"])
+        .start();
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    let head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let start = Instant::now();
+    let mut closed_after = None;
+    for b in head.iter() {
+        if s.write_all(&[*b]).await.is_err() {
+            closed_after = Some(start.elapsed());
+            break;
+        }
+        // Anything the server says (a 408, or the end of the stream) means it gave up on the head.
+        let mut buf = [0u8; 256];
+        match tokio::time::timeout(Duration::from_millis(150), s.read(&mut buf)).await {
+            Err(_) => {}
+            Ok(Ok(n)) => {
+                let said = String::from_utf8_lossy(&buf[..n]).to_string();
+                assert!(n == 0 || said.starts_with("HTTP/1.1 408"), "{said}");
+                closed_after = Some(start.elapsed());
+                break;
+            }
+            Ok(Err(_)) => {
+                closed_after = Some(start.elapsed());
+                break;
+            }
+        }
+    }
+    let waited = closed_after.expect("a head dripped for ~15 s was never cut off");
+    assert!(
+        waited >= Duration::from_millis(800) && waited < Duration::from_secs(6),
+        "cut after {waited:?}, expected about 1 s"
+    );
+    // The gateway still serves others.
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"GET /health/liveliness HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let head = read_response(&mut s).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+}
