@@ -179,7 +179,9 @@ impl Counters {
         }
     }
 
-    /// A finished request: replace its estimate by its cost, count its tokens.
+    /// A finished request: replace its estimate by its cost, count its tokens. Returns the spend
+    /// (written + pending) just before and just after, taken in the same critical section, so exactly one
+    /// request sees a given threshold crossed.
     pub fn settle(
         &self,
         model: &str,
@@ -188,8 +190,9 @@ impl Counters {
         cost: Nanos,
         tokens: u64,
         now_ms: i64,
-    ) {
+    ) -> (Nanos, Nanos) {
         let mut s = lock(&self.0);
+        let before = Nanos(s.spend + s.pending);
         s.roll(now_ms);
         s.in_flight = s.in_flight.saturating_sub(1);
         s.reserved -= estimate.0;
@@ -199,6 +202,7 @@ impl Counters {
             *r -= estimate.0;
         }
         *s.model_spend.entry(model.to_string()).or_default() += cost.0;
+        (before, Nanos(s.spend + s.pending))
     }
 
     /// Spend that is not part of any admitted request yet: record it (e.g. a request that was refused by

@@ -84,7 +84,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// What a write applied, for the caller to move pending spend into written spend.
-pub type OnWritten<'a> = &'a (dyn Fn(&[SpendRow]) + Send + Sync);
+/// Called with rows just committed and the time their write began.
+pub type OnWritten<'a> = &'a (dyn Fn(&[SpendRow], std::time::SystemTime) + Send + Sync);
 
 impl Ledger {
     pub fn new(opts: LedgerOptions) -> Ledger {
@@ -168,13 +169,14 @@ impl Ledger {
             }
             return Ok(0);
         }
+        let began = std::time::SystemTime::now();
         let res = store
             .write_spend(taken.rows.as_deref().unwrap_or(&[]))
             .await;
         match res {
             Ok(_) => {
                 let rows = taken.consume();
-                on_written(&rows);
+                on_written(&rows, began);
                 self.stats.written.fetch_add(n as u64, Ordering::Relaxed);
                 if self.down.swap(false, Ordering::Relaxed) {
                     tracing::info!("database reachable again: spend rows are being written");
@@ -252,8 +254,9 @@ impl Ledger {
             }
         }
         for chunk in rows.chunks(self.opts.batch_size.max(1)) {
+            let began = std::time::SystemTime::now();
             store.write_spend(chunk).await?;
-            on_written(chunk);
+            on_written(chunk, began);
         }
         if let Err(e) = std::fs::remove_file(path) {
             tracing::error!(error = %e, journal = %path.display(), "cannot remove the replayed spend journal");
@@ -268,7 +271,7 @@ impl Ledger {
     /// At start-up, before the in-memory view is loaded: write what a previous run left in the journal.
     pub async fn replay_at_start(&self, store: &Store) -> Result<(), StoreError> {
         let _w = self.write_lock.lock().await;
-        self.replay_journal(store, &|_| {}).await
+        self.replay_journal(store, &|_, _| {}).await
     }
 
     /// The writer loop: until `stop` is cancelled, write every interval or when a batch is full.

@@ -343,7 +343,12 @@ pub struct Accounts {
     seen: AtomicI64,
     /// Rate limits shared with other instances through Redis, when configured.
     pub shared: Option<Arc<SharedLimits>>,
+    /// Told of every committed batch of spend rows (the server's tracing): set once at start-up.
+    pub write_observer: std::sync::OnceLock<WriteObserver>,
 }
+
+/// See [`Accounts::write_observer`]: the rows and the time their write began.
+pub type WriteObserver = Arc<dyn Fn(&[SpendRow], std::time::SystemTime) + Send + Sync>;
 
 /// The ids a request's spend is booked to.
 #[derive(Debug, Clone, Default)]
@@ -361,6 +366,8 @@ pub struct Booking {
 /// gives everything back.
 pub struct Admission {
     held: Vec<(Arc<Counters>, bool)>,
+    /// The held entities that have a `max_budget` or `soft_budget` (usually none: no allocation).
+    watch: Vec<Watch>,
     model: String,
     estimate: Nanos,
     pub remaining: Remaining,
@@ -385,6 +392,7 @@ impl Admission {
     pub fn unlimited(booking: Booking) -> Admission {
         Admission {
             held: Vec::new(),
+            watch: Vec::new(),
             model: String::new(),
             estimate: Nanos::ZERO,
             remaining: Remaining::default(),
@@ -394,16 +402,85 @@ impl Admission {
         }
     }
 
-    /// The request finished: its estimate is replaced by its cost, its tokens count toward tpm.
-    pub fn settle(mut self, cost: Nanos, tokens: u64) {
+    /// The request finished: its estimate is replaced by its cost, its tokens count toward tpm. Returns
+    /// the budgeted entities' spend before and after (empty when none has a budget).
+    pub fn settle(mut self, cost: Nanos, tokens: u64) -> Vec<BudgetStatus> {
         let now = now_ms();
-        for (c, mb) in &self.held {
-            c.settle(&self.model, self.estimate, *mb, cost, tokens, now);
+        let mut spends = [(Nanos::ZERO, Nanos::ZERO); 5];
+        for (i, (c, mb)) in self.held.iter().enumerate() {
+            let s = c.settle(&self.model, self.estimate, *mb, cost, tokens, now);
+            if let Some(slot) = spends.get_mut(i) {
+                *slot = s;
+            }
         }
         if let Some((shared, asks, minute)) = self.shared.take() {
             shared.settle(asks, minute, tokens);
         }
         self.settled = true;
+        std::mem::take(&mut self.watch)
+            .into_iter()
+            .map(|w| {
+                let (before, after) = spends.get(w.held).copied().unwrap_or_default();
+                BudgetStatus {
+                    kind: w.kind,
+                    id: w.id,
+                    alias: w.alias,
+                    max_budget: w.max_budget,
+                    soft_budget: w.soft_budget,
+                    spend_before: before,
+                    spend: after,
+                }
+            })
+            .collect()
+    }
+}
+
+/// A held entity with a budget, noted at admission.
+#[derive(Debug)]
+struct Watch {
+    kind: &'static str,
+    id: String,
+    alias: Option<String>,
+    max_budget: Option<Nanos>,
+    soft_budget: Option<Nanos>,
+    /// Index into `Admission::held`.
+    held: usize,
+}
+
+/// A budgeted entity's spend around one request's settlement (from [`Admission::settle`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BudgetStatus {
+    /// `"key"`, `"user"`, `"team"`, `"organization"` or `"end_user"`.
+    pub kind: &'static str,
+    /// The key's hash (`token`), or the user/team/organization/end-user id.
+    pub id: String,
+    /// `key_alias`, `team_alias`, `organization_alias` or the user's email.
+    pub alias: Option<String>,
+    pub max_budget: Option<Nanos>,
+    pub soft_budget: Option<Nanos>,
+    pub spend_before: Nanos,
+    pub spend: Nanos,
+}
+
+impl BudgetStatus {
+    /// This request took the spend from below `max_budget` to at or above it.
+    #[must_use]
+    pub fn crossed_max(&self) -> bool {
+        self.max_budget
+            .is_some_and(|m| self.spend_before < m && self.spend >= m)
+    }
+
+    /// This request took the spend from below `soft_budget` to at or above it.
+    #[must_use]
+    pub fn crossed_soft(&self) -> bool {
+        self.soft_budget
+            .is_some_and(|m| self.spend_before < m && self.spend >= m)
+    }
+
+    /// `max_budget - spend` (may be negative), if there is a max budget.
+    #[must_use]
+    pub fn remaining(&self) -> Option<Nanos> {
+        self.max_budget.map(|m| Nanos(m.0 - self.spend.0))
     }
 }
 
@@ -418,6 +495,17 @@ impl Drop for Admission {
                 shared.release(asks, minute);
             }
         }
+    }
+}
+
+/// The `&'static` name of an entity kind used in `take`.
+fn watch_kind(kind: &str) -> &'static str {
+    match kind {
+        "key" => "key",
+        "user" => "user",
+        "team" => "team",
+        "organization" => "organization",
+        _ => "end_user",
     }
 }
 
@@ -491,6 +579,7 @@ impl Accounts {
             negative: Mutex::new(HashMap::new()),
             seen: AtomicI64::new(0),
             shared: None,
+            write_observer: std::sync::OnceLock::new(),
         };
         let started = now_ms();
         for kind in EntityKind::ALL {
@@ -816,6 +905,7 @@ impl Accounts {
         let now = now_ms();
         let mut adm = Admission {
             held: Vec::with_capacity(5),
+            watch: Vec::new(),
             model: model.to_string(),
             estimate,
             remaining: Remaining::default(),
@@ -830,6 +920,7 @@ impl Accounts {
                         limits: &Limits,
                         model_budget: Option<Nanos>,
                         reset_at: Option<i64>,
+                        alias: Option<&String>,
                         adm: &mut Admission|
          -> Result<(), GatewayError> {
             let ask = counters::Ask {
@@ -841,6 +932,16 @@ impl Accounts {
             };
             match c.try_acquire(&ask) {
                 Ok(r) => {
+                    if limits.max_budget.is_some() || limits.soft_budget.is_some() {
+                        adm.watch.push(Watch {
+                            kind: watch_kind(kind),
+                            id: uid.to_string(),
+                            alias: alias.cloned(),
+                            max_budget: limits.max_budget,
+                            soft_budget: limits.soft_budget,
+                            held: adm.held.len(),
+                        });
+                    }
                     adm.held.push((c.clone(), model_budget.is_some()));
                     merge_remaining(&mut adm.remaining, r);
                     if sharing
@@ -884,6 +985,7 @@ impl Accounts {
                     &key_limits,
                     mb,
                     k.budget_reset_at,
+                    d.key_alias.as_ref(),
                     &mut adm,
                 )?;
                 (
@@ -912,6 +1014,7 @@ impl Accounts {
                 &u.doc.limits,
                 None,
                 u.budget_reset_at,
+                u.doc.user_email.as_ref(),
                 &mut adm,
             )?;
             org_id = u.doc.organization_id.clone();
@@ -925,6 +1028,7 @@ impl Accounts {
                 &t.doc.limits,
                 None,
                 t.budget_reset_at,
+                t.doc.team_alias.as_ref(),
                 &mut adm,
             )?;
             org_id = t.doc.organization_id.clone().or(org_id);
@@ -949,6 +1053,7 @@ impl Accounts {
                 &limits,
                 None,
                 o.budget_reset_at,
+                o.doc.organization_alias.as_ref(),
                 &mut adm,
             )?;
         }
@@ -977,6 +1082,7 @@ impl Accounts {
                 &limits,
                 None,
                 eu.budget_reset_at,
+                eu.doc.alias.as_ref(),
                 &mut adm,
             )?;
         }
@@ -995,8 +1101,11 @@ impl Accounts {
         self.ledger.record(row);
     }
 
-    /// Move written rows' spend from pending to written in memory.
-    pub fn on_written(&self, rows: &[SpendRow]) {
+    /// Move written rows' spend from pending to written in memory; tell the write observer.
+    pub fn on_written(&self, rows: &[SpendRow], began: std::time::SystemTime) {
+        if let Some(observe) = self.write_observer.get() {
+            observe(rows, began);
+        }
         for r in rows {
             for (kind, id) in r.entities() {
                 if let Some(c) = self.counters_of(kind, id) {
@@ -1258,21 +1367,29 @@ impl Accounts {
     /// The spend writer loop until `stop`.
     pub async fn run_ledger(&self, stop: CancellationToken) {
         self.ledger
-            .run(&self.store, &|rows| self.on_written(rows), stop)
+            .run(
+                &self.store,
+                &|rows, began| self.on_written(rows, began),
+                stop,
+            )
             .await
     }
 
     /// Final flush at shutdown.
     pub async fn close_ledger(&self, limit: Duration) {
         self.ledger
-            .close(&self.store, &|rows| self.on_written(rows), limit)
+            .close(
+                &self.store,
+                &|rows, began| self.on_written(rows, began),
+                limit,
+            )
             .await
     }
 
     /// Write what is buffered now (tests, `/spend/logs` freshness).
     pub async fn flush(&self) -> Result<usize, StoreError> {
         self.ledger
-            .flush(&self.store, &|rows| self.on_written(rows))
+            .flush(&self.store, &|rows, began| self.on_written(rows, began))
             .await
     }
 }

@@ -126,6 +126,7 @@ fn spend_row(b: &Booking, request_id: &str, cost: Nanos) -> SpendRow {
         end_time: now + 10,
         tags: serde_json::to_string(&b.tags).unwrap(),
         metadata: "{}".to_string(),
+        trace: None,
     }
 }
 
@@ -319,20 +320,40 @@ async fn key_budget(db: &TestDb) {
     let a = load(db).await;
     let (s, mut k) = new_key();
     k.limits = budget(Nanos(10 * C.0));
+    k.limits.soft_budget = Some(Nanos(4 * C.0));
+    k.key_alias = Some("alias-1".into());
     let p = principal(&a, &s, &k).await;
     let counters = a.keys.get(&k.token).unwrap().counters.clone();
 
     let mut admitted = 0;
+    let (mut soft_crossed_at, mut max_crossed_at) = (Vec::new(), Vec::new());
     let refusal = loop {
         match admit(&a, &p, None, C) {
             Ok(adm) => {
-                adm.settle(C, 20);
+                let statuses = adm.settle(C, 20);
                 admitted += 1;
+                // One status (the key), reporting the spend around this very request.
+                assert_eq!(statuses.len(), 1, "{statuses:?}");
+                let st = &statuses[0];
+                assert_eq!((st.kind, st.id.as_str()), ("key", k.token.as_str()));
+                assert_eq!(st.alias.as_deref(), Some("alias-1"));
+                assert_eq!(st.spend, Nanos(admitted * C.0));
+                assert_eq!(st.spend_before, Nanos((admitted - 1) * C.0));
+                assert_eq!(st.remaining(), Some(Nanos((10 - admitted) * C.0)));
+                if st.crossed_soft() {
+                    soft_crossed_at.push(admitted);
+                }
+                if st.crossed_max() {
+                    max_crossed_at.push(admitted);
+                }
                 assert!(admitted <= 10, "admitted past the budget");
             }
             Err(e) => break Err(e),
         }
     };
+    // Each threshold is crossed by exactly one request.
+    assert_eq!(soft_crossed_at, [4]);
+    assert_eq!(max_crossed_at, [10]);
     let msg = budget_exceeded(refusal);
     assert!(msg.contains(&format!("key={}", k.key_name)), "{msg}");
     assert_eq!(admitted, 10);

@@ -67,6 +67,7 @@ pub(crate) fn build(
     config.request_timeout = file.router_timeout.or(file.request_timeout);
     server(&mut config, &file, &env, overrides, &mut diag);
     crate::security::read(&root, &env, overrides, &mut config, &mut diag);
+    crate::observability::read(&root, &env, overrides, &mut config, &mut diag);
     config.model_group_alias = file.aliases;
     config.hidden_model_group_aliases = file.hidden_aliases;
     check_aliases(&config, &file.alias_locs, &mut diag);

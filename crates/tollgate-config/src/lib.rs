@@ -27,6 +27,7 @@ mod error;
 mod include;
 mod jwt;
 mod keys;
+mod observability;
 mod resolve;
 mod routing;
 mod routing_read;
@@ -41,6 +42,9 @@ pub use build::split_model;
 pub use env::Env;
 pub use error::{ConfigError, Location};
 pub use jwt::JwtSettings;
+pub use observability::{
+    Alerting, DEFAULT_MAX_SERIES, ObservabilitySettings, WEBHOOK_CALLBACK_NAMES, WebhookLogger,
+};
 pub use routing::{ClassPolicy, ErrorClass, FallbackMap, RoutingSettings, Strategy};
 pub use secret::Secret;
 pub use security::{

@@ -39,6 +39,10 @@ pub struct Overrides {
     pub api_base: Option<String>,
     /// `--limit_concurrency`
     pub limit_concurrency: Option<usize>,
+    /// `--prometheus_metrics_port`
+    pub prometheus_metrics_port: Option<u16>,
+    /// `--detailed_debug`: payload logging on (truncated).
+    pub detailed_debug: bool,
 }
 
 impl fmt::Debug for Overrides {
@@ -61,6 +65,8 @@ impl fmt::Debug for Overrides {
             .field("model", &self.model)
             .field("api_base", &self.api_base)
             .field("limit_concurrency", &self.limit_concurrency)
+            .field("prometheus_metrics_port", &self.prometheus_metrics_port)
+            .field("detailed_debug", &self.detailed_debug)
             .finish()
     }
 }
@@ -96,6 +102,8 @@ pub struct Config {
     pub jwt: Option<crate::jwt::JwtSettings>,
     /// Client-side credentials, body limits and CORS.
     pub security: crate::security::SecuritySettings,
+    /// Metrics, traces, payload logging, callbacks and alerts.
+    pub observability: crate::observability::ObservabilitySettings,
     /// The file's `environment_variables`, resolved (values may be secrets). Pass
     /// [`Config::layered_env`] to anything that reads the environment (provider key defaults).
     pub environment_variables: BTreeMap<String, Secret>,
@@ -124,6 +132,7 @@ impl Default for Config {
             json_logs: false,
             jwt: None,
             security: crate::security::SecuritySettings::default(),
+            observability: crate::observability::ObservabilitySettings::default(),
             environment_variables: BTreeMap::new(),
             unimplemented: Vec::new(),
             warnings: Vec::new(),

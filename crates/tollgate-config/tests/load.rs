@@ -176,13 +176,22 @@ fn litellm_docs_config_parses_with_typed_values() {
 
     assert_eq!(
         config.unimplemented,
-        [
-            "general_settings.alerting",
-            "litellm_settings.cache",
-            "litellm_settings.cache_params",
-            "litellm_settings.success_callback",
-        ]
+        ["litellm_settings.cache", "litellm_settings.cache_params",]
     );
+    // Callbacks and alerting channels tollgate does not have are reported, not failed.
+    assert_eq!(
+        config.observability.unsupported_callbacks,
+        ["litellm_settings.success_callback: langfuse"]
+    );
+    assert!(
+        config
+            .warnings
+            .iter()
+            .any(|w| w.contains("alerting channel \"slack\" is not supported")),
+        "{:?}",
+        config.warnings
+    );
+    assert!(config.observability.alerting.is_none());
     // Router settings: router_settings.num_retries (2) wins over litellm_settings.num_retries (3).
     let r = &config.routing;
     assert_eq!(r.strategy, tollgate_config::Strategy::UsageBased);
@@ -192,8 +201,9 @@ fn litellm_docs_config_parses_with_typed_values() {
         r.fallbacks,
         [("gpt-4o".to_owned(), vec!["claude-3-5-sonnet".to_owned()])]
     );
-    // set_verbose is deprecated; REDIS_PASSWORD is unset but only feeds an unimplemented setting.
-    assert_eq!(config.warnings.len(), 2, "{:#?}", config.warnings);
+    // set_verbose is deprecated; REDIS_PASSWORD is unset but only feeds an unimplemented setting; the slack
+    // alerting channel is not supported.
+    assert_eq!(config.warnings.len(), 3, "{:#?}", config.warnings);
     assert!(config.warnings[0].contains("litellm_settings.set_verbose: deprecated in LiteLLM"));
     assert!(config.warnings[1].ends_with(
         "litellm_settings.cache_params.password: environment variable `REDIS_PASSWORD` is not set (from `os.environ/REDIS_PASSWORD`); ignored because tollgate does not implement this setting"
@@ -877,10 +887,10 @@ router_settings:
         [
             "general_settings.store_model_in_db",
             "guardrails",
-            "litellm_settings.callbacks",
             "router_settings.cache_responses"
         ]
     );
+    assert!(c.observability.prometheus_requested);
 }
 
 #[test]
@@ -942,7 +952,7 @@ model_list:
     model_info: {id: gpt4o-1, mode: chat}
 litellm_settings:
   drop_params: true
-  callbacks: [prometheus]
+  cache: true
 router_settings:
   model_group_alias: {gpt-4: gpt-4o}
 ";
@@ -958,7 +968,7 @@ router_settings:
     model group aliases:
       gpt-4 -> gpt-4o
     not implemented by tollgate (accepted, ignored):
-      litellm_settings.callbacks
+      litellm_settings.cache
     ");
 }
 
@@ -1030,4 +1040,109 @@ fn top_level_anchor_holders_are_accepted() {
     .unwrap();
     assert_eq!(c.deployments[0].api_base.as_deref(), Some("http://h/v1"));
     assert!(error_text("modle_list: []\n", &env(&[])).contains("modle_list"));
+}
+
+#[test]
+fn observability_settings_from_file_and_environment() {
+    let text = "\
+general_settings:
+  alerting: [webhook]
+  alert_types: [budget_alerts]
+  require_auth_for_metrics_endpoint: true
+  tollgate_metrics_max_series: 500
+  tollgate_log_payloads: true
+  tollgate_log_payload_max_bytes: 100
+litellm_settings:
+  callbacks: [prometheus, otel]
+  success_callback: [generic_api, datadog]
+  turn_off_message_logging: true
+";
+    let c = load_text(
+        text,
+        &env(&[
+            ("WEBHOOK_URL", "https://hooks.example/alert"),
+            ("GENERIC_LOGGER_ENDPOINT", "https://logs.example/in"),
+            (
+                "GENERIC_LOGGER_HEADERS",
+                "Authorization=Bearer s3cret=x, X-Team=obs",
+            ),
+            ("GENERIC_LOGGER_BATCH_SIZE", "7"),
+            ("PROMETHEUS_METRICS_PORT", "9091"),
+        ]),
+    )
+    .expect("loads");
+    let o = &c.observability;
+    assert!(o.prometheus_requested && o.otel && o.require_auth_for_metrics);
+    assert_eq!(
+        (o.max_series, o.log_payloads, o.payload_max_bytes),
+        (500, true, 100)
+    );
+    assert!(o.turn_off_message_logging);
+    assert_eq!(o.metrics_port, Some(9091));
+    let w = o.webhook.as_ref().expect("webhook logger");
+    assert!(w.on_success && !w.on_failure);
+    assert_eq!(w.endpoint.expose(), "https://logs.example/in");
+    let headers: Vec<(&str, &str)> = w
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.expose()))
+        .collect();
+    assert_eq!(
+        headers,
+        [("Authorization", "Bearer s3cret=x"), ("X-Team", "obs")]
+    );
+    assert_eq!(w.batch_size, 7);
+    assert_eq!(w.flush_interval, std::time::Duration::from_secs(5));
+    let a = o.alerting.as_ref().expect("alerting");
+    assert_eq!(a.webhook_url.expose(), "https://hooks.example/alert");
+    assert!(a.budget_alerts());
+    assert_eq!(
+        o.unsupported_callbacks,
+        ["litellm_settings.success_callback: datadog"]
+    );
+    // Secrets in the webhook settings stay out of Debug.
+    let debug = format!("{c:?}");
+    assert!(
+        !debug.contains("s3cret") && !debug.contains("hooks.example"),
+        "{debug}"
+    );
+}
+
+#[test]
+fn observability_settings_errors_name_what_is_missing() {
+    let e = error_text("general_settings:\n  alerting: [webhook]\n", &env(&[]));
+    assert!(
+        e.contains("config.yaml:2:") && e.contains("WEBHOOK_URL"),
+        "{e}"
+    );
+    let e = error_text(
+        "litellm_settings:\n  failure_callback: [generic_api]\n",
+        &env(&[]),
+    );
+    assert!(e.contains("GENERIC_LOGGER_ENDPOINT"), "{e}");
+    let e = error_text(
+        "litellm_settings:\n  callbacks: [generic_api]\n",
+        &env(&[
+            ("GENERIC_LOGGER_ENDPOINT", "http://x"),
+            ("GENERIC_LOGGER_HEADERS", "no-equals-sign"),
+        ]),
+    );
+    assert!(
+        e.contains("GENERIC_LOGGER_HEADERS") && e.contains("pair 1"),
+        "{e}"
+    );
+    assert!(
+        !e.contains("no-equals-sign"),
+        "header values are not echoed: {e}"
+    );
+    let e = error_text(
+        "general_settings:\n  tollgate_metrics_max_series: 0\n",
+        &env(&[]),
+    );
+    assert!(
+        e.contains("tollgate_metrics_max_series") && e.contains("at least 1"),
+        "{e}"
+    );
+    let e = error_text("{}\n", &env(&[("PROMETHEUS_METRICS_PORT", "http")]));
+    assert!(e.contains("PROMETHEUS_METRICS_PORT"), "{e}");
 }

@@ -335,7 +335,13 @@ impl Inner {
                 .map_err(|e| GatewayError::MalformedJson(e.to_string()))?;
             tollgate_core::wire::replace_model(&obj, &call.upstream_model)
         };
-        let req = upstream::post(uri, body, &self.headers, &call.request_id)?;
+        let req = upstream::post(
+            uri,
+            body,
+            &self.headers,
+            &call.request_id,
+            call.traceparent.as_ref(),
+        )?;
         exchange(&self.client, req, &self.name, call, azure_error).await
     }
 }
@@ -422,6 +428,7 @@ mod tests {
             stream,
             client_wants_usage: false,
             request_id: "req-1".into(),
+            traceparent: None,
             timeout: Duration::from_secs(10),
         }
     }

@@ -151,7 +151,13 @@ impl Provider for CohereProvider {
 
 impl Inner {
     async fn send(&self, uri: &Uri, body: Vec<u8>, call: &Call) -> Result<Bytes, GatewayError> {
-        let req = upstream::post(uri.clone(), body, &self.headers, &call.request_id)?;
+        let req = upstream::post(
+            uri.clone(),
+            body,
+            &self.headers,
+            &call.request_id,
+            call.traceparent.as_ref(),
+        )?;
         match translate::send(
             &self.client,
             req,
@@ -551,6 +557,7 @@ mod tests {
             stream: false,
             client_wants_usage: false,
             request_id: "req-1".into(),
+            traceparent: None,
             timeout: Duration::from_secs(10),
         }
     }

@@ -61,6 +61,7 @@ fn call(endpoint: Endpoint, body: &[u8], stream: bool, client_wants_usage: bool)
         stream,
         client_wants_usage,
         request_id: "fuzz-request".into(),
+        traceparent: None,
         timeout: Duration::from_secs(10),
     }
 }

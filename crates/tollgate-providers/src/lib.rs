@@ -98,6 +98,8 @@ pub struct Call {
     /// Whether the client itself asked for `stream_options.include_usage`.
     pub client_wants_usage: bool,
     pub request_id: String,
+    /// W3C `traceparent` for the upstream (the attempt's span), when tracing samples this request.
+    pub traceparent: Option<http::HeaderValue>,
     /// Overall deadline for a non-streaming call, or the time allowed until the response head of a stream.
     pub timeout: Duration,
 }

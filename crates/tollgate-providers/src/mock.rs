@@ -263,6 +263,7 @@ mod tests {
             stream,
             client_wants_usage: false,
             request_id: "r1".into(),
+            traceparent: None,
             timeout: std::time::Duration::from_secs(1),
         }
     }

@@ -383,7 +383,13 @@ impl Inner {
     }
 
     async fn send(&self, call: Call, p: Prepared) -> Result<Reply, GatewayError> {
-        let req = upstream::post(p.uri, p.body, &self.headers, &call.request_id)?;
+        let req = upstream::post(
+            p.uri,
+            p.body,
+            &self.headers,
+            &call.request_id,
+            call.traceparent.as_ref(),
+        )?;
         let stream = call.stream && !matches!(p.answer, Answer::Embeddings { .. });
         let sent = translate::send(
             &self.client,
@@ -1684,6 +1690,7 @@ mod tests {
             stream,
             client_wants_usage: true,
             request_id: "req-1".into(),
+            traceparent: None,
             timeout: Duration::from_secs(10),
         }
     }

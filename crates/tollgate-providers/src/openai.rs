@@ -333,7 +333,13 @@ impl Inner {
         } else {
             rewrite_request(&call)?
         };
-        let req = upstream::post(uri, body, &self.headers, &call.request_id)?;
+        let req = upstream::post(
+            uri,
+            body,
+            &self.headers,
+            &call.request_id,
+            call.traceparent.as_ref(),
+        )?;
         exchange(&self.client, req, &self.deployment, call, upstream_error).await
     }
 }
@@ -659,6 +665,7 @@ mod tests {
             stream,
             client_wants_usage,
             request_id: "r".into(),
+            traceparent: None,
             timeout: DEFAULT_TIMEOUT,
         }
     }

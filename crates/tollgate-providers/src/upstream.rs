@@ -68,12 +68,14 @@ pub fn require_http(base: &str) -> Result<(), String> {
     }
 }
 
-/// A POST of `body` to `uri` with `headers` and the call's `x-request-id` (left out if not a valid value).
+/// A POST of `body` to `uri` with `headers`, the call's `x-request-id` (left out if not a valid value)
+/// and its `traceparent`, if traced.
 pub fn post(
     uri: Uri,
     body: Vec<u8>,
     headers: &HeaderMap,
     request_id: &str,
+    traceparent: Option<&HeaderValue>,
 ) -> Result<Request<Full<Bytes>>, GatewayError> {
     let mut req = Request::builder()
         .method(Method::POST)
@@ -84,6 +86,10 @@ pub fn post(
     if let Ok(v) = HeaderValue::from_str(request_id) {
         req.headers_mut()
             .insert(HeaderName::from_static("x-request-id"), v);
+    }
+    if let Some(tp) = traceparent {
+        req.headers_mut()
+            .insert(HeaderName::from_static("traceparent"), tp.clone());
     }
     Ok(req)
 }

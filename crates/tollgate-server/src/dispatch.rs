@@ -21,8 +21,10 @@ use crate::handlers::openai::{
     X_RESPONSE_COST, X_RESPONSE_DURATION_MS, access_groups_of, ms_header, rate_limit_headers,
 };
 use crate::middleware::context::{Recorded, RequestContext};
+use crate::observe::trace;
 use crate::record::{RequestRecord, record};
 use crate::state::{AppState, Runtime, Upstream};
+use tollgate_telemetry::trace::{Span, SpanId, SpanKind, Status as TraceStatus};
 
 pub const X_ATTEMPTED_RETRIES: HeaderName = HeaderName::from_static("x-litellm-attempted-retries");
 pub const X_ATTEMPTED_FALLBACKS: HeaderName =
@@ -128,6 +130,19 @@ async fn wait(state: &AppState, d: Duration) {
 pub(crate) async fn run(state: AppState, rt: Arc<Runtime>, mut job: Job) -> Response {
     let settings = &rt.config.routing;
     let accounts = state.accounts();
+    if let Some(limit) = state.observer().payload_limit {
+        // A body with client-side credentials (allowed by config) is not logged: it holds a secret.
+        if job.credentials.is_some() {
+            crate::observe::log_payload(
+                "request",
+                &job.ctx.id,
+                b"[withheld: carries client-side credentials]",
+                limit,
+            );
+        } else {
+            crate::observe::log_payload("request", &job.ctx.id, &job.body, limit);
+        }
+    }
     // The model group asked for, then (after it failed) its fallbacks.
     let mut groups: Vec<String> = vec![std::mem::take(&mut job.target)];
     let mut progress = Progress {
@@ -172,6 +187,7 @@ pub(crate) async fn run(state: AppState, rt: Arc<Runtime>, mut job: Job) -> Resp
         let mut tried: Vec<usize> = Vec::new();
         let mut group_retries = 0u32;
         loop {
+            let routing_start = job.ctx.trace.as_ref().map(|_| trace::now_nanos());
             let now = tollgate_store::now_ms();
             let fits = |e: &Entry<Upstream>| {
                 job.prompt_tokens
@@ -223,7 +239,15 @@ pub(crate) async fn run(state: AppState, rt: Arc<Runtime>, mut job: Job) -> Resp
                     Err(e) => return ApiError(e).into_response(),
                 };
                 remaining = admission.remaining;
-                pending.0 = Some((new_record(&mut job, upstream, admission), state.clone()));
+                pending.0 = Some((
+                    new_record(
+                        &mut job,
+                        upstream,
+                        admission,
+                        state.observer().logger.is_some(),
+                    ),
+                    state.clone(),
+                ));
             }
             // The deployment's own rpm/tpm, counted now (a concurrent request may have filled it since the
             // pick): a full deployment is passed over like a failed one, without counting as a failure.
@@ -244,6 +268,26 @@ pub(crate) async fn run(state: AppState, rt: Arc<Runtime>, mut job: Job) -> Resp
                 continue;
             }
             let timeout = attempt_timeout(&job, d, &rt);
+            // Traced: the routing span ends here; the attempt's span id goes upstream in `traceparent`.
+            let attempt_span = match (&job.ctx.trace, routing_start) {
+                (Some(t), Some(rs)) => {
+                    let now_n = trace::now_nanos();
+                    t.child(
+                        "router",
+                        SpanKind::Internal,
+                        rs,
+                        now_n,
+                        vec![
+                            trace::attr("litellm.model_group", route.group),
+                            trace::attr("litellm.deployment_id", d.id.as_str()),
+                        ],
+                        TraceStatus::Ok,
+                    );
+                    let id = SpanId::random();
+                    Some((t.clone(), id, now_n))
+                }
+                _ => None,
+            };
             let call = Call {
                 endpoint: job.endpoint,
                 body: job.body.clone(),
@@ -252,6 +296,9 @@ pub(crate) async fn run(state: AppState, rt: Arc<Runtime>, mut job: Job) -> Resp
                 stream: job.stream,
                 client_wants_usage: job.client_wants_usage,
                 request_id: job.ctx.id.clone(),
+                traceparent: attempt_span
+                    .as_ref()
+                    .and_then(|(t, id, _)| t.traceparent(*id)),
                 timeout,
             };
             if let Some((rec, _)) = pending.0.as_mut() {
@@ -263,6 +310,7 @@ pub(crate) async fn run(state: AppState, rt: Arc<Runtime>, mut job: Job) -> Resp
                 rec.price = upstream.price.clone();
                 rec.typical_cost = upstream.typical_cost.clone();
                 rec.deployment_state = Some(ds.clone());
+                rec.labels = Some(upstream.labels.clone());
                 rec.error = None;
             }
             let upstream_start = Instant::now();
@@ -287,6 +335,56 @@ pub(crate) async fn run(state: AppState, rt: Arc<Runtime>, mut job: Job) -> Resp
                 },
             };
             let upstream_latency = upstream_start.elapsed();
+            // The upstream's own status when it answered with an error (LiteLLM's exception_status).
+            let status = match &result {
+                Ok(_) => 200,
+                Err(GatewayError::UpstreamStatus(f)) => f.status,
+                Err(e) => e.status().as_u16(),
+            };
+            let attempt_meta = attempt_span.map(|(t, id, start)| {
+                let span =
+                    attempt_span_of(&t, id, start, d, upstream, &route.upstream_model, &result);
+                (t, span)
+            });
+            let cooled = match &result {
+                Err(err) => Some(note_failure(
+                    &state,
+                    settings,
+                    c,
+                    &route,
+                    err,
+                    timeout,
+                    one_off.is_some(),
+                )),
+                Ok(_) => None,
+            };
+            if let Some(m) = &state.observer().metrics
+                && let Some((rec, _)) = pending.0.as_ref()
+            {
+                let b = rec.admission.as_ref().map(|a| &a.booking);
+                let team = b
+                    .and_then(|b| b.team_id.as_deref())
+                    .and_then(|t| accounts.teams.get(t));
+                let caller = b.map_or(crate::observe::metrics::Caller::NOBODY, |b| {
+                    crate::observe::caller_from(
+                        crate::observe::Ids::of_booking(b),
+                        team.as_deref().map(|e| &e.doc),
+                    )
+                });
+                let labels = &upstream.labels;
+                m.attempt(
+                    &crate::observe::metrics::Deployment {
+                        model: &labels.litellm_model,
+                        id: &d.id,
+                        api_base: &labels.api_base,
+                        provider: labels.provider,
+                    },
+                    &job.requested_model,
+                    &caller,
+                    status,
+                    cooled.as_ref().is_some_and(|(_, c)| *c),
+                );
+            }
             match result {
                 Ok((reply, first)) => {
                     if one_off.is_none() {
@@ -312,6 +410,15 @@ pub(crate) async fn run(state: AppState, rt: Arc<Runtime>, mut job: Job) -> Resp
                             .into_response();
                     };
                     rec.upstream_latency = upstream_latency;
+                    rec.upstream_offset = upstream_start.saturating_duration_since(job.ctx.start);
+                    // A stream's attempt span ends with the stream (in `record`).
+                    if let Some((t, span)) = attempt_meta {
+                        if job.stream {
+                            rec.attempt_span = Some(span);
+                        } else {
+                            t.push(span);
+                        }
+                    }
                     return respond(&state, rec, reply, first, headers, &job.ctx);
                 }
                 Err(err) => {
@@ -319,16 +426,15 @@ pub(crate) async fn run(state: AppState, rt: Arc<Runtime>, mut job: Job) -> Resp
                         rec.deployment_state = None;
                         rec.status = err.status().as_u16();
                         rec.error = Some(err.to_string());
+                        rec.upstream_status = (status != rec.status).then_some(status);
                     }
-                    let f = note_failure(
-                        &state,
-                        settings,
-                        c,
-                        &route,
-                        &err,
-                        timeout,
-                        one_off.is_some(),
-                    );
+                    if let Some((t, span)) = attempt_meta {
+                        t.push(span);
+                    }
+                    let Some((f, _)) = cooled else {
+                        return ApiError(GatewayError::Internal("failure not classified".into()))
+                            .into_response();
+                    };
                     progress.fail(
                         format!("model={name} deployment={}: {err}", d.id),
                         err,
@@ -397,6 +503,7 @@ fn new_record(
     job: &mut Job,
     upstream: &Upstream,
     admission: tollgate_accounts::Admission,
+    logs_bodies: bool,
 ) -> RequestRecord {
     RequestRecord {
         request_id: job.ctx.id.clone(),
@@ -420,6 +527,13 @@ fn new_record(
         admission: Some(admission),
         deployment_state: None,
         metadata: job.metadata.take(),
+        upstream_offset: Duration::ZERO,
+        labels: None,
+        trace: job.ctx.trace.clone(),
+        attempt_span: None,
+        request_body: logs_bodies.then(|| job.body.clone()),
+        response_body: None,
+        upstream_status: None,
     }
 }
 
@@ -450,19 +564,20 @@ fn note_failure(
     err: &GatewayError,
     timeout: Duration,
     client_upstream: bool,
-) -> Failure {
+) -> (Failure, bool) {
     let ds = &route.entry.state;
     let id = &route.entry.deployment.id;
     ds.finish();
     let now = tollgate_store::now_ms();
     let f = policy::classify(err);
     if client_upstream {
-        return f;
+        return (f, false);
     }
     if f.kind == Kind::Timeout {
         ds.record_slow(timeout.as_secs_f64() * 1000.0, now);
     }
-    if let Some(until) = policy::after_failure(settings, ds, &f, c.idx.len(), now) {
+    let cooldown = policy::after_failure(settings, ds, &f, c.idx.len(), now);
+    if let Some(until) = cooldown {
         tracing::warn!(
             deployment = %id,
             model_group = %c.group,
@@ -475,7 +590,46 @@ fn note_failure(
         }
     }
     tracing::debug!(deployment = %id, error = %err, "attempt failed");
-    f
+    (f, cooldown.is_some())
+}
+
+/// The span of one upstream attempt (ended now; a stream's is ended again when the stream ends).
+fn attempt_span_of(
+    t: &crate::observe::RequestTrace,
+    id: SpanId,
+    start: u64,
+    d: &tollgate_config::Deployment,
+    upstream: &Upstream,
+    upstream_model: &str,
+    result: &Result<(Reply, Option<Bytes>), GatewayError>,
+) -> Span {
+    let mut attributes = vec![
+        trace::attr("gen_ai.system", upstream.labels.provider),
+        trace::attr("gen_ai.request.model", upstream_model),
+        trace::attr("litellm.deployment_id", d.id.as_str()),
+        trace::attr("server.address", upstream.labels.api_base.as_str()),
+    ];
+    let status = match result {
+        Ok(_) => TraceStatus::Ok,
+        Err(e) => {
+            attributes.push(trace::attr(
+                "http.response.status_code",
+                i64::from(e.status().as_u16()),
+            ));
+            TraceStatus::Error(e.to_string())
+        }
+    };
+    Span {
+        trace_id: t.trace_id,
+        span_id: id,
+        parent: Some(t.root),
+        name: crate::observe::ATTEMPT_SPAN.into(),
+        kind: SpanKind::Client,
+        start_unix_nanos: start,
+        end_unix_nanos: trace::now_nanos().max(start),
+        attributes,
+        status,
+    }
 }
 
 fn capacity_error(group: &str, now: i64) -> GatewayError {
@@ -574,6 +728,12 @@ fn respond(
     match reply {
         Reply::Complete { body, usage } => {
             rec.usage = usage;
+            if rec.request_body.is_some() {
+                rec.response_body = Some(body.clone());
+            }
+            if let Some(limit) = state.observer().payload_limit {
+                crate::observe::log_payload("response", &ctx.id, &body, limit);
+            }
             rec.status = 200;
             rec.total_latency = ctx.start.elapsed();
             headers.insert(X_RESPONSE_DURATION_MS, ms_header(rec.total_latency));

@@ -83,6 +83,7 @@ fn probe_call(
         stream: false,
         client_wants_usage: false,
         request_id: tollgate_core::ids::new_request_id(),
+        traceparent: None,
         timeout: probe_timeout(d),
     }
 }

@@ -10,6 +10,7 @@ pub mod health_checks;
 pub mod jwt;
 pub mod listener;
 pub mod middleware;
+pub mod observe;
 pub mod record;
 pub mod router;
 pub mod routes;

@@ -42,6 +42,19 @@ pub struct RequestRecord {
     pub metadata: Option<String>,
     /// The deployment's moving average cost, updated with this request's.
     pub typical_cost: Arc<AtomicI64>,
+    /// From the request's start to the answering attempt's start (routing, admission, earlier attempts).
+    pub upstream_offset: Duration,
+    /// The answering deployment's metric labels.
+    pub labels: Option<Arc<crate::state::DeploymentLabels>>,
+    /// The request's trace, if sampled.
+    pub trace: Option<Arc<crate::observe::RequestTrace>>,
+    /// A streamed answer's attempt span, ended when the stream ends.
+    pub attempt_span: Option<tollgate_telemetry::trace::Span>,
+    /// The request and (non-streamed) response bodies, kept only for the webhook logger.
+    pub request_body: Option<bytes::Bytes>,
+    pub response_body: Option<bytes::Bytes>,
+    /// The last failed attempt's upstream status, when the upstream answered with an error.
+    pub upstream_status: Option<u16>,
 }
 
 impl RequestRecord {
@@ -70,9 +83,22 @@ fn call_type(route: &str) -> &str {
 pub fn record(state: &AppState, r: &mut RequestRecord) -> Nanos {
     let u = r.usage.unwrap_or_default();
     let cost = r.cost();
+    let booking = r.admission.as_ref().map(|a| &a.booking);
+    let key_alias = booking.and_then(|b| b.key_alias.as_deref());
+    let api_key = booking
+        .map(|b| b.api_key.as_str())
+        .filter(|k| !k.is_empty());
+    let team_id = booking.and_then(|b| b.team_id.as_deref());
+    let user_id = booking.and_then(|b| b.user_id.as_deref());
+    let end_user = booking.and_then(|b| b.end_user.as_deref());
     tracing::info!(
         target: "tollgate::request",
         request_id = %r.request_id,
+        key_alias,
+        api_key_hash = api_key,
+        team_id,
+        user_id,
+        end_user,
         route = r.route,
         model = %r.requested_model,
         model_group = %r.model_group,
@@ -109,6 +135,7 @@ pub fn record(state: &AppState, r: &mut RequestRecord) -> Nanos {
         s.add_tokens(u.total_tokens, now);
     }
     let Some(adm) = r.admission.take() else {
+        crate::observe::finished(state, r, None, cost, &[]);
         return cost;
     };
     let b = &adm.booking;
@@ -143,8 +170,11 @@ pub fn record(state: &AppState, r: &mut RequestRecord) -> Nanos {
         end_time: r.start_ms + r.total_latency.as_millis() as i64,
         tags,
         metadata: r.metadata.take().unwrap_or_else(|| "{}".into()),
+        trace: r.trace.as_ref().map(|t| t.row_ref()),
     };
-    adm.settle(cost, u.total_tokens);
+    let remaining = adm.remaining;
+    let statuses = adm.settle(cost, u.total_tokens);
+    crate::observe::finished(state, r, Some((&row, &remaining)), cost, &statuses);
     state.accounts().record(row);
     cost
 }

@@ -4,7 +4,7 @@ use axum::Router;
 use axum::routing::{get, post};
 
 use crate::handlers::manage::{budgets, customers, keys, orgs, spend, teams, users};
-use crate::handlers::{health, models, openai, reload};
+use crate::handlers::{health, metrics, models, openai, reload};
 use crate::state::AppState;
 
 /// Routes served without credentials. Everything else goes through `middleware::auth`.
@@ -26,7 +26,10 @@ pub fn routes() -> Router<AppState> {
         .route("/health", get(health::health))
         .route("/health/liveliness", get(health::liveliness))
         .route("/health/liveness", get(health::liveliness))
-        .route("/health/readiness", get(health::readiness));
+        .route("/health/readiness", get(health::readiness))
+        // Open unless `require_auth_for_metrics_endpoint` (decided in `auth::check`).
+        .route("/metrics", get(metrics::metrics))
+        .route("/metrics/", get(metrics::metrics));
     for prefix in ["", "/v1"] {
         r = r
             .route(

@@ -29,6 +29,17 @@ pub struct Upstream {
     /// Moving average of this deployment's request cost (nano-dollars; 0 until the first priced
     /// request): the budget reservation of the next request.
     pub typical_cost: Arc<std::sync::atomic::AtomicI64>,
+    /// The deployment as metric labels.
+    pub labels: Arc<DeploymentLabels>,
+}
+
+/// A deployment's metric label values, built once per (re)load.
+#[derive(Debug)]
+pub struct DeploymentLabels {
+    /// `provider/model` as configured (`litellm_model_name`).
+    pub litellm_model: String,
+    pub api_base: String,
+    pub provider: &'static str,
 }
 
 impl Upstream {
@@ -57,6 +68,11 @@ impl Upstream {
             rpm: d.rpm,
             tpm: d.tpm,
         };
+        let labels = Arc::new(DeploymentLabels {
+            litellm_model: format!("{}/{}", d.provider, d.model),
+            api_base: provider.api_base().to_string(),
+            provider: provider.name(),
+        });
         Upstream {
             provider,
             model_id,
@@ -64,6 +80,7 @@ impl Upstream {
             price: price_of(d).map(Arc::new),
             limits,
             typical_cost: Arc::default(),
+            labels,
         }
     }
 }
@@ -193,6 +210,8 @@ pub struct Shared {
     pub limiter: Option<Arc<crate::middleware::concurrency::Limiter>>,
     /// How to re-read the config (SIGHUP, `POST /config/reload`); set once at start-up.
     pub reloader: std::sync::OnceLock<Arc<Reloader>>,
+    /// Metrics, traces, the webhook logger and alerts.
+    pub observer: Arc<crate::observe::Observer>,
 }
 
 /// What a config reload needs to rebuild the runtime exactly as start-up did: the config file path (as
@@ -228,6 +247,8 @@ impl Reloader {
 }
 
 impl AppState {
+    // Each argument is one of the process-wide services the start-up layers built, in order.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         runtime: Runtime,
         states: Arc<StateRegistry>,
@@ -236,6 +257,7 @@ impl AppState {
         accounts: Arc<Accounts>,
         tasks: TaskTracker,
         shutdown: CancellationToken,
+        observer: Arc<crate::observe::Observer>,
     ) -> Self {
         let max_requests = runtime.config.server.max_requests_before_restart;
         let limiter = runtime
@@ -256,6 +278,7 @@ impl AppState {
             max_requests,
             limiter,
             reloader: std::sync::OnceLock::new(),
+            observer,
         }))
     }
 
@@ -280,6 +303,10 @@ impl AppState {
 
     pub fn shared(&self) -> &Shared {
         &self.0
+    }
+
+    pub fn observer(&self) -> &crate::observe::Observer {
+        &self.0.observer
     }
 
     /// Count a request; when `max_requests_before_restart` is reached, begin a graceful shutdown.

@@ -39,6 +39,10 @@ pub struct SpendRow {
     pub tags: String,
     /// JSON object.
     pub metadata: String,
+    /// The request's trace (16-byte trace id, 8-byte span id) when it was traced, for the span of its
+    /// database write. Not stored, not journaled.
+    #[serde(skip)]
+    pub trace: Option<[u8; 24]>,
 }
 
 impl SpendRow {
@@ -174,6 +178,7 @@ mod tests {
             end_time: 0,
             tags: "[]".into(),
             metadata: "{}".into(),
+            trace: None,
         }
     }
 
@@ -423,6 +428,7 @@ impl Store {
                     end_time: r.try_get("end_time")?,
                     tags: r.try_get("tags")?,
                     metadata: r.try_get("metadata")?,
+                    trace: None,
                 });
             }
             Ok(out)

@@ -68,6 +68,7 @@ fn row(request_id: &str, api_key: &str, spend: i64, start: i64) -> SpendRow {
         end_time: start + 250,
         tags: "[]".to_string(),
         metadata: "{}".to_string(),
+        trace: None,
     }
 }
 

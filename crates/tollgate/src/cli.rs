@@ -74,6 +74,15 @@ pub struct Cli {
     )]
     pub limit_concurrency: Option<usize>,
 
+    /// Also serve GET /metrics (Prometheus) on this port, without authentication, e.g. for a scraper on a
+    /// private network [env: PROMETHEUS_METRICS_PORT]
+    #[arg(
+        long = "prometheus_metrics_port",
+        visible_alias = "prometheus-metrics-port",
+        value_name = "PORT"
+    )]
+    pub prometheus_metrics_port: Option<u16>,
+
     /// Debug logging for tollgate
     #[arg(long)]
     pub debug: bool,
@@ -141,6 +150,8 @@ impl Cli {
             model: self.model.clone(),
             api_base: self.api_base.clone(),
             limit_concurrency: self.limit_concurrency,
+            prometheus_metrics_port: self.prometheus_metrics_port,
+            detailed_debug: self.detailed_debug,
             ..Overrides::default()
         }
     }

@@ -181,6 +181,20 @@ async fn serve(
             );
         }
     }
+    for c in &config.observability.unsupported_callbacks {
+        tracing::warn!(callback = %c, "this LiteLLM callback is not supported by tollgate; ignored (supported: prometheus, otel, generic_api)");
+    }
+    // Metrics, traces, the webhook logger and alerts: a bad OTEL_* setting is a config error.
+    let observer = match tollgate_server::observe::Observer::from_config(&config, &Env::process()) {
+        Ok(o) => Arc::new(o),
+        Err(e) => {
+            eprintln!("tollgate: configuration error: {e}");
+            return ExitCode::from(exit::CONFIG);
+        }
+    };
+    if let Some(t) = &observer.tracer {
+        tracing::info!(endpoint = %public_endpoint(&t.settings().endpoint), service = t.service_name(), "OpenTelemetry traces on (OTLP)");
+    }
     if config.master_key.is_none() {
         tracing::warn!(
             "NO MASTER KEY IS SET: every route is open to anyone who can reach this port. Set general_settings.master_key or LITELLM_MASTER_KEY."
@@ -264,8 +278,36 @@ async fn serve(
         }
     };
 
+    // The metrics port, bound now so a taken port fails start-up like the main one.
+    let metrics_listener = match config.observability.metrics_port {
+        None => None,
+        Some(port) => {
+            let addr = format!("{}:{port}", config.server.host);
+            match tollgate_server::listener::bind(&addr).await {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    eprintln!("tollgate: cannot listen on {addr} (--prometheus_metrics_port): {e}");
+                    return ExitCode::from(exit::BIND);
+                }
+            }
+        }
+    };
+
     let tasks = TaskTracker::new();
     let shutdown = CancellationToken::new();
+    // Telemetry exporters stop last: after the ledger's final write (which is traced too).
+    let exporters = TaskTracker::new();
+    let exporters_stop = CancellationToken::new();
+    {
+        let (o, c, stop) = (observer.clone(), client.clone(), exporters_stop.clone());
+        exporters.spawn(async move { o.run(c, stop).await });
+        if observer.tracer.is_some() {
+            let o = observer.clone();
+            let _ = accounts
+                .write_observer
+                .set(Arc::new(move |rows, began| o.spend_written(rows, began)));
+        }
+    }
     // Background jobs (spend writer, accounts refresh, budget resets) have their own tracker and token:
     // they must outlive the request drain, so the last requests' spend is still written.
     let jobs = TaskTracker::new();
@@ -303,6 +345,7 @@ async fn serve(
         accounts.clone(),
         tasks.clone(),
         shutdown.clone(),
+        observer.clone(),
     );
     {
         // Background health checks (the job looks at `background_health_checks` each round).
@@ -317,6 +360,24 @@ async fn serve(
         config.clone(),
     ));
     tasks.spawn(reload_on_sighup(state.clone(), shutdown.clone()));
+    let mut metrics_addr = None;
+    if let Some(l) = metrics_listener {
+        metrics_addr = l.local_addr().ok();
+        let app = tollgate_server::handlers::metrics::metrics_router(state.clone());
+        let opts = ListenerOptions {
+            keepalive_timeout: config.server.keepalive_timeout,
+            header_read_timeout: config.server.header_read_timeout,
+            max_header_bytes: config.server.max_header_bytes,
+            tls: None,
+        };
+        tasks.spawn(tollgate_server::serve(
+            l,
+            app,
+            opts,
+            shutdown.clone(),
+            tasks.clone(),
+        ));
+    }
     let app = tollgate_server::build_router(state);
     let opts = ListenerOptions {
         keepalive_timeout: config.server.keepalive_timeout,
@@ -333,6 +394,9 @@ async fn serve(
     );
     // The one stdout line scripts and tests read the port from.
     say(&format!("tollgate listening on {scheme}://{local}"));
+    if let Some(a) = metrics_addr {
+        say(&format!("tollgate metrics on http://{a}/metrics"));
+    }
 
     tasks.spawn(watch_signals(shutdown.clone()));
     tollgate_server::serve(listener, app, opts, shutdown.clone(), tasks.clone()).await;
@@ -356,6 +420,14 @@ async fn serve(
         .close_ledger(std::time::Duration::from_secs(10))
         .await;
     store.close().await;
+    exporters_stop.cancel();
+    exporters.close();
+    if tokio::time::timeout(std::time::Duration::from_secs(15), exporters.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("telemetry exporters did not finish within 15 s; exiting");
+    }
     tracing::info!("shutdown complete");
     ExitCode::SUCCESS
 }
@@ -507,4 +579,17 @@ async fn watch_signals(shutdown: CancellationToken) {
         }
     }
     shutdown.cancel();
+}
+
+/// An endpoint URL without user info, path or query (they may hold tokens), for a log line.
+fn public_endpoint(url: &str) -> &str {
+    let rest_at = url.find("://").map_or(0, |i| i + 3);
+    let end = url[rest_at..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| rest_at + i);
+    let host = &url[..end];
+    match host[rest_at..].rfind('@') {
+        Some(_) => &url[..rest_at],
+        None => host,
+    }
 }

@@ -54,6 +54,7 @@ fn call(endpoint: Endpoint, upstream_model: &str, body: Value) -> Call {
         requested_model: "claude".into(),
         upstream_model: upstream_model.into(),
         request_id: "req-1".into(),
+        traceparent: None,
         timeout: Duration::from_secs(10),
     }
 }

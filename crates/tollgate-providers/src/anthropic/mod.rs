@@ -182,6 +182,7 @@ impl Inner {
             translated.body,
             translated.beta,
             &call.request_id,
+            call.traceparent.as_ref(),
         )?;
         match send(
             &self.client,
@@ -223,7 +224,7 @@ impl Inner {
     /// The Messages API (or its token counting) as is: only `model` is rewritten.
     async fn native(&self, call: Call, uri: Uri) -> Result<Reply, GatewayError> {
         let body = native::rewrite_request(&call.body, &call.upstream_model)?;
-        let req = self.request(uri, body, None, &call.request_id)?;
+        let req = self.request(uri, body, None, &call.request_id, call.traceparent.as_ref())?;
         let stream = call.stream && call.endpoint == Endpoint::Messages;
         match send(
             &self.client,
@@ -265,8 +266,9 @@ impl Inner {
         body: Vec<u8>,
         beta: Option<&'static str>,
         request_id: &str,
+        traceparent: Option<&http::HeaderValue>,
     ) -> Result<Request<Full<Bytes>>, GatewayError> {
-        let mut req = upstream::post(uri, body, &self.headers, request_id)?;
+        let mut req = upstream::post(uri, body, &self.headers, request_id, traceparent)?;
         if let Some(beta) = beta {
             add_beta(req.headers_mut(), beta);
         }

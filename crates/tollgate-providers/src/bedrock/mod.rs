@@ -440,7 +440,13 @@ impl Inner {
         } else {
             ("converse", "application/json")
         };
-        let request = self.request(&model_path(model, operation), t.body, accept)?;
+        let mut request = self.request(&model_path(model, operation), t.body, accept)?;
+        // Not a signed header: adding it does not change the SigV4 signature.
+        if let Some(tp) = &call.traceparent {
+            request
+                .headers_mut()
+                .insert(HeaderName::from_static("traceparent"), tp.clone());
+        }
         match send(
             &self.client,
             request,

@@ -326,6 +326,7 @@ fn call(endpoint: Endpoint, upstream_model: &str, body: Value, stream: bool) -> 
         stream,
         client_wants_usage: true,
         request_id: "req-1".into(),
+        traceparent: None,
         timeout: Duration::from_secs(10),
     }
 }

@@ -160,8 +160,9 @@ impl Inner {
         uri: http::Uri,
         body: Vec<u8>,
         request_id: &str,
+        traceparent: Option<&http::HeaderValue>,
     ) -> Result<Request<Full<Bytes>>, GatewayError> {
-        upstream::post(uri, body, &self.headers, request_id)
+        upstream::post(uri, body, &self.headers, request_id, traceparent)
     }
 
     async fn chat(self: Arc<Self>, call: Call) -> Result<Reply, GatewayError> {
@@ -175,6 +176,7 @@ impl Inner {
             self.uri(&call.upstream_model, method)?,
             native,
             &call.request_id,
+            call.traceparent.as_ref(),
         )?;
         match send(
             &self.client,
@@ -225,6 +227,7 @@ impl Inner {
             self.uri(model, "batchEmbedContents")?,
             native,
             &call.request_id,
+            call.traceparent.as_ref(),
         )?;
         match send(
             &self.client,

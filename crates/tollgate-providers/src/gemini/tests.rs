@@ -47,6 +47,7 @@ fn call(endpoint: Endpoint, body: Value, model: &str, stream: bool) -> Call {
         stream,
         client_wants_usage: true,
         request_id: "req-1".into(),
+        traceparent: None,
         timeout: Duration::from_secs(10),
     }
 }

@@ -93,6 +93,7 @@ fn chat_call(provider: &str, call: &Call) -> Result<Call, GatewayError> {
         // The bridge asks for the usage chunk itself, and needs it: it becomes `message_delta.usage`.
         client_wants_usage: true,
         request_id: call.request_id.clone(),
+        traceparent: call.traceparent.clone(),
         timeout: call.timeout,
     })
 }

@@ -817,6 +817,7 @@ fn messages_call(body: Value, upstream_model: &str) -> Call {
         upstream_model: upstream_model.into(),
         client_wants_usage: false,
         request_id: "req-1".into(),
+        traceparent: None,
         timeout: Duration::from_secs(10),
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod health;
 pub mod manage;
+pub mod metrics;
 pub mod models;
 pub mod openai;
 pub mod reload;

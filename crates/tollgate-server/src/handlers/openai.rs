@@ -298,6 +298,7 @@ async fn proxy(
             id: tollgate_core::ids::new_request_id(),
             start: Instant::now(),
             start_ms: tollgate_store::now_ms(),
+            trace: None,
         });
     let principal = req
         .extensions()
@@ -498,6 +499,7 @@ async fn count_tokens_on(
         stream: false,
         client_wants_usage: false,
         request_id: ctx.id,
+        traceparent: None,
         timeout: parsed
             .router
             .timeout

@@ -185,7 +185,7 @@ fn retain_states(state: &AppState, config: &Config) {
 pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
     let (o, n) = (&old.server, &new.server);
     let (oa, na) = (&old.accounts, &new.accounts);
-    let checks: [(&str, bool); 23] = [
+    let checks: [(&str, bool); 24] = [
         ("host", o.host != n.host),
         ("port", o.port != n.port),
         ("num_workers", o.num_workers != n.num_workers),
@@ -266,6 +266,16 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
             oa.redis_prefix != na.redis_prefix,
         ),
         ("litellm_settings.json_logs", old.json_logs != new.json_logs),
+        (
+            "callbacks, alerting, OpenTelemetry, payload logging and metrics settings",
+            {
+                let (mut o, mut n) = (old.observability.clone(), new.observability.clone());
+                // Read per request from the runtime config: reloadable.
+                o.require_auth_for_metrics = false;
+                n.require_auth_for_metrics = false;
+                o != n
+            },
+        ),
     ];
     checks
         .into_iter()

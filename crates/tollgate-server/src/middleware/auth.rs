@@ -51,6 +51,12 @@ pub async fn check(
         return Ok(Principal::Open);
     }
     let rt = state.runtime();
+    // LiteLLM serves /metrics without auth unless `require_auth_for_metrics_endpoint` is set.
+    if (path == "/metrics" || path == "/metrics/")
+        && !rt.config.observability.require_auth_for_metrics
+    {
+        return Ok(Principal::Open);
+    }
     let presented = presented_key(headers);
     let master = rt.master_key.as_ref().map(|m| m.expose().to_owned());
     let jwt = rt.jwt.clone();

@@ -25,6 +25,8 @@ pub struct RequestContext {
     pub start: Instant,
     /// The start as wall-clock time (ms since the epoch), for spend logs.
     pub start_ms: i64,
+    /// The request's trace, when tracing is on and sampled it.
+    pub trace: Option<std::sync::Arc<crate::observe::RequestTrace>>,
 }
 
 /// Routes of the Anthropic Messages API (`/v1/messages`, `/v1/messages/count_tokens`, and the
@@ -49,10 +51,19 @@ pub async fn context(State(state): State<AppState>, mut req: Request, next: Next
         .unwrap_or_else(new_request_id);
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    let observer = state.observer();
+    // Probes and scrapes are not traced (a liveness probe every few seconds would drown the traces).
+    let traced = !(path.starts_with("/health") || path.starts_with("/metrics") || path == "/");
+    let trace = observer
+        .tracer
+        .as_ref()
+        .filter(|_| traced)
+        .and_then(|_| observer.start_trace(req.headers(), crate::observe::trace::now_nanos()));
     req.extensions_mut().insert(RequestContext {
         id: id.clone(),
         start,
         start_ms: tollgate_store::now_ms(),
+        trace: trace.clone(),
     });
     // Health probes and the root do not count toward --max_requests_before_restart: an idle gateway
     // under a liveness probe must not restart itself.
@@ -77,14 +88,23 @@ pub async fn context(State(state): State<AppState>, mut req: Request, next: Next
         _ => Ok(None),
     };
     let mut permit = None;
+    let mut caller = None;
     // Authentication happens here, inside the request context, so rejections carry the request id and are
     // logged; one middleware instead of two keeps a boxed future and a service clone off every request.
     let mut resp = match (preflight, admitted) {
         (Some(r), _) | (None, Err(r)) => r,
         (None, Ok(p)) => {
             permit = p;
-            match crate::middleware::auth::check(&state, &path, req.headers()).await {
+            let auth_start = trace.as_ref().map(|_| crate::observe::trace::now_nanos());
+            let checked = crate::middleware::auth::check(&state, &path, req.headers()).await;
+            if let (Some(t), Some(s)) = (&trace, auth_start) {
+                crate::observe::trace_auth(t, s, &checked);
+            }
+            match checked {
                 Ok(principal) => {
+                    if crate::observe::is_llm_route(&path) {
+                        caller = Some(principal.clone());
+                    }
                     req.extensions_mut().insert(principal);
                     next.run(req).await
                 }
@@ -110,6 +130,14 @@ pub async fn context(State(state): State<AppState>, mut req: Request, next: Next
     }
     if resp.extensions().get::<Recorded>().is_none() {
         let status = resp.status().as_u16();
+        crate::observe::unrecorded(
+            &state,
+            &path,
+            &method,
+            status,
+            caller.as_ref(),
+            trace.as_deref(),
+        );
         let latency_ms = start.elapsed().as_secs_f64() * 1000.0;
         match resp.extensions().get::<GatewayError>() {
             Some(err) if status >= 500 => {

@@ -786,6 +786,7 @@ mod tests {
             end_time: duration::parse_time(start).unwrap() + 1500,
             tags: r#"["a","b"]"#.into(),
             metadata: r#"{"x":1}"#.into(),
+            trace: None,
         }
     }
 

@@ -1,0 +1,359 @@
+//! Observability settings: the Prometheus endpoint (`callbacks: ["prometheus"]`, `--prometheus_metrics_port`,
+//! `require_auth_for_metrics_endpoint`), OpenTelemetry (`callbacks: ["otel"]`), payload logging, the generic
+//! webhook logger (`success_callback` / `failure_callback`) and budget alerts (`alerting: ["webhook"]`).
+
+use std::time::Duration;
+
+use crate::convert::{self, Diag};
+use crate::env::Env;
+use crate::error::{ConfigError, KeyPath};
+use crate::secret::Secret;
+use crate::types::{Config, Overrides};
+use crate::yaml::Node;
+
+/// Default cap on the label sets of one metric family (`general_settings.tollgate_metrics_max_series`).
+pub const DEFAULT_MAX_SERIES: usize = 10_000;
+/// Default cap on each logged payload (`general_settings.tollgate_log_payload_max_bytes`).
+pub const DEFAULT_PAYLOAD_MAX_BYTES: usize = 2048;
+
+/// Names of the generic HTTP logger in `success_callback` / `failure_callback` / `callbacks`.
+pub const WEBHOOK_CALLBACK_NAMES: &[&str] = &["generic_api", "generic", "webhook"];
+
+/// Callback names tollgate acts on (anything else in a callbacks list is reported as unsupported).
+const SUPPORTED: &[&str] = &["prometheus", "otel", "generic_api", "generic", "webhook"];
+
+/// Where and how finished requests are posted (`GENERIC_LOGGER_ENDPOINT`, `GENERIC_LOGGER_HEADERS`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookLogger {
+    pub endpoint: Secret,
+    /// `Key=Value` pairs; values may be secrets.
+    pub headers: Vec<(String, Secret)>,
+    /// Post successful requests (`success_callback` / `callbacks`).
+    pub on_success: bool,
+    /// Post failed requests (`failure_callback` / `callbacks`).
+    pub on_failure: bool,
+    pub batch_size: usize,
+    pub flush_interval: Duration,
+}
+
+/// Budget alerts (`general_settings.alerting: ["webhook"]` with `WEBHOOK_URL`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alerting {
+    pub webhook_url: Secret,
+    /// `alert_types`; empty = all. Budget alerts are sent when it is empty or holds `budget_alerts`.
+    pub alert_types: Vec<String>,
+}
+
+impl Alerting {
+    /// Whether budget alerts are wanted.
+    #[must_use]
+    pub fn budget_alerts(&self) -> bool {
+        self.alert_types.is_empty() || self.alert_types.iter().any(|t| t == "budget_alerts")
+    }
+}
+
+/// What the server exports about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObservabilitySettings {
+    /// `"prometheus"` is in a callbacks list (`/metrics` is served either way; this only says it was asked for).
+    pub prometheus_requested: bool,
+    /// `--prometheus_metrics_port` / `PROMETHEUS_METRICS_PORT`: also serve `/metrics` there (no auth).
+    pub metrics_port: Option<u16>,
+    /// `general_settings.require_auth_for_metrics_endpoint` (LiteLLM's default: false).
+    pub require_auth_for_metrics: bool,
+    /// `general_settings.tollgate_metrics_max_series`.
+    pub max_series: usize,
+    /// `"otel"` is in a callbacks list: traces over OTLP, configured by the `OTEL_*` variables.
+    pub otel: bool,
+    /// Request and response bodies in the logs (`general_settings.tollgate_log_payloads`, or
+    /// `--detailed_debug`), each cut to `payload_max_bytes`.
+    pub log_payloads: bool,
+    pub payload_max_bytes: usize,
+    /// `litellm_settings.turn_off_message_logging`: messages and responses are left out of callbacks.
+    pub turn_off_message_logging: bool,
+    pub webhook: Option<WebhookLogger>,
+    pub alerting: Option<Alerting>,
+    /// Callback names given but not supported (reported at start-up), with the list they were in.
+    pub unsupported_callbacks: Vec<String>,
+}
+
+impl Default for ObservabilitySettings {
+    fn default() -> ObservabilitySettings {
+        ObservabilitySettings {
+            prometheus_requested: false,
+            metrics_port: None,
+            require_auth_for_metrics: false,
+            max_series: DEFAULT_MAX_SERIES,
+            otel: false,
+            log_payloads: false,
+            payload_max_bytes: DEFAULT_PAYLOAD_MAX_BYTES,
+            turn_off_message_logging: false,
+            webhook: None,
+            alerting: None,
+            unsupported_callbacks: Vec::new(),
+        }
+    }
+}
+
+/// Read the settings into `config.observability`.
+pub(crate) fn read(root: &Node, env: &Env, o: &Overrides, config: &mut Config, diag: &mut Diag) {
+    let mut s = ObservabilitySettings::default();
+    let general = KeyPath::root().key("general_settings");
+    let mut alerting: Option<(Vec<String>, crate::yaml::Loc)> = None;
+    let mut alert_types = Vec::new();
+    for e in entries(root, "general_settings") {
+        let path = general.key(&e.key);
+        let v = &e.value;
+        match e.key.as_str() {
+            "require_auth_for_metrics_endpoint" => {
+                if let Some(b) = convert::boolean(v, &path, diag) {
+                    s.require_auth_for_metrics = b;
+                }
+            }
+            "tollgate_metrics_max_series" => {
+                if let Some(n) = at_least(v, &path, diag, 1) {
+                    s.max_series = n;
+                }
+            }
+            "tollgate_log_payloads" => {
+                if let Some(b) = convert::boolean(v, &path, diag) {
+                    s.log_payloads = b;
+                }
+            }
+            "tollgate_log_payload_max_bytes" => {
+                if let Some(n) = at_least(v, &path, diag, 16) {
+                    s.payload_max_bytes = n;
+                }
+            }
+            "alerting" => {
+                alerting = convert::string_list(v, &path, diag).map(|l| (l, v.loc.clone()))
+            }
+            "alert_types" => alert_types = convert::string_list(v, &path, diag).unwrap_or_default(),
+            _ => {}
+        }
+    }
+    let litellm = KeyPath::root().key("litellm_settings");
+    let (mut success, mut failure) = (false, false);
+    for e in entries(root, "litellm_settings") {
+        let path = litellm.key(&e.key);
+        let v = &e.value;
+        let (on_success, on_failure) = match e.key.as_str() {
+            "callbacks" => (true, true),
+            "success_callback" => (true, false),
+            "failure_callback" => (false, true),
+            "turn_off_message_logging" => {
+                if let Some(b) = convert::boolean(v, &path, diag) {
+                    s.turn_off_message_logging = b;
+                }
+                continue;
+            }
+            _ => continue,
+        };
+        let Some(names) = convert::string_list(v, &path, diag) else {
+            continue;
+        };
+        for name in names {
+            match name.as_str() {
+                "prometheus" => s.prometheus_requested = true,
+                "otel" => s.otel = true,
+                n if WEBHOOK_CALLBACK_NAMES.contains(&n) => {
+                    success |= on_success;
+                    failure |= on_failure;
+                }
+                other => {
+                    debug_assert!(!SUPPORTED.contains(&other));
+                    let entry = format!("litellm_settings.{}: {other}", e.key);
+                    if !s.unsupported_callbacks.contains(&entry) {
+                        s.unsupported_callbacks.push(entry);
+                    }
+                }
+            }
+        }
+    }
+    if success || failure {
+        s.webhook = webhook_logger(env, success, failure, diag);
+    }
+    if let Some((channels, loc)) = alerting {
+        for c in &channels {
+            if c != "webhook" {
+                diag.warn(
+                    Some(&loc),
+                    &general.key("alerting"),
+                    format!(
+                        "alerting channel \"{c}\" is not supported (only \"webhook\"); ignored"
+                    ),
+                );
+            }
+        }
+        if channels.iter().any(|c| c == "webhook") {
+            match env.first_non_empty(&["WEBHOOK_URL"]) {
+                Some((name, url)) => {
+                    if check_url(&url).is_err() {
+                        diag.errors.push(ConfigError::Env {
+                            variable: name,
+                            message: "must be an http:// or https:// URL".into(),
+                        });
+                    } else {
+                        s.alerting = Some(Alerting {
+                            webhook_url: Secret::new(url),
+                            alert_types,
+                        });
+                    }
+                }
+                None => diag.error(
+                    Some(&loc),
+                    &general.key("alerting"),
+                    "\"webhook\" alerting needs the WEBHOOK_URL environment variable",
+                ),
+            }
+        }
+    }
+    if o.detailed_debug {
+        s.log_payloads = true;
+    }
+    s.metrics_port = o.prometheus_metrics_port.or_else(|| {
+        let (name, v) = env.first_non_empty(&["PROMETHEUS_METRICS_PORT"])?;
+        match v.trim().parse::<u16>() {
+            Ok(p) if p > 0 => Some(p),
+            _ => {
+                diag.errors.push(ConfigError::Env {
+                    variable: name,
+                    message: format!("invalid port \"{v}\""),
+                });
+                None
+            }
+        }
+    });
+    config.observability = s;
+}
+
+fn entries<'a>(root: &'a Node, section: &str) -> Vec<&'a crate::yaml::Entry> {
+    root.get(section)
+        .and_then(|e| e.value.entries())
+        .map(|v| v.iter().collect())
+        .unwrap_or_default()
+}
+
+fn at_least(v: &Node, path: &KeyPath, diag: &mut Diag, min: usize) -> Option<usize> {
+    let n = convert::whole(v, path, diag)?;
+    match usize::try_from(n) {
+        Ok(n) if n >= min => Some(n),
+        _ => {
+            diag.error(
+                Some(&v.loc),
+                path,
+                format!(
+                    "must be a whole number of at least {min}, found {}",
+                    convert::found(v)
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// `http(s)://host...` with a host.
+fn check_url(url: &str) -> Result<(), ()> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or(())?;
+    if rest.is_empty() || rest.starts_with('/') || url.contains(char::is_whitespace) {
+        return Err(());
+    }
+    Ok(())
+}
+
+/// `GENERIC_LOGGER_ENDPOINT` (required), `GENERIC_LOGGER_HEADERS`, `GENERIC_LOGGER_BATCH_SIZE` (or
+/// LiteLLM's `DEFAULT_BATCH_SIZE`), `GENERIC_LOGGER_FLUSH_INTERVAL` (or `DEFAULT_FLUSH_INTERVAL_SECONDS`).
+fn webhook_logger(
+    env: &Env,
+    on_success: bool,
+    on_failure: bool,
+    diag: &mut Diag,
+) -> Option<WebhookLogger> {
+    let Some((name, endpoint)) = env.first_non_empty(&["GENERIC_LOGGER_ENDPOINT"]) else {
+        diag.errors.push(ConfigError::Env {
+            variable: "GENERIC_LOGGER_ENDPOINT".into(),
+            message: "the generic_api callback needs its endpoint URL".into(),
+        });
+        return None;
+    };
+    if check_url(endpoint.trim()).is_err() {
+        diag.errors.push(ConfigError::Env {
+            variable: name,
+            message: "must be an http:// or https:// URL".into(),
+        });
+        return None;
+    }
+    let mut headers = Vec::new();
+    if let Some((name, raw)) = env.first_non_empty(&["GENERIC_LOGGER_HEADERS"]) {
+        for (i, pair) in raw
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .enumerate()
+        {
+            match pair.split_once('=') {
+                Some((k, v)) if is_header_name(k.trim()) => {
+                    headers.push((k.trim().to_string(), Secret::new(v.trim().to_string())));
+                }
+                _ => {
+                    diag.errors.push(ConfigError::Env {
+                        variable: name.clone(),
+                        message: format!("pair {} is not `Header-Name=value`", i + 1),
+                    });
+                    return None;
+                }
+            }
+        }
+    }
+    // LiteLLM's batch logger reads DEFAULT_BATCH_SIZE / DEFAULT_FLUSH_INTERVAL_SECONDS (512, 5 s).
+    let batch_size = number(
+        env,
+        &["GENERIC_LOGGER_BATCH_SIZE", "DEFAULT_BATCH_SIZE"],
+        512,
+        diag,
+    )?;
+    let flush = number(
+        env,
+        &[
+            "GENERIC_LOGGER_FLUSH_INTERVAL",
+            "DEFAULT_FLUSH_INTERVAL_SECONDS",
+        ],
+        5,
+        diag,
+    )?;
+    Some(WebhookLogger {
+        endpoint: Secret::new(endpoint.trim().to_string()),
+        headers,
+        on_success,
+        on_failure,
+        batch_size,
+        flush_interval: Duration::from_secs(flush as u64),
+    })
+}
+
+fn number(env: &Env, vars: &[&str], default: usize, diag: &mut Diag) -> Option<usize> {
+    match env.first_non_empty(vars) {
+        None => Some(default),
+        Some((name, v)) => match v.trim().parse::<usize>() {
+            Ok(n) if n >= 1 => Some(n),
+            _ => {
+                diag.errors.push(ConfigError::Env {
+                    variable: name,
+                    message: format!(
+                        "invalid value \"{v}\": expected a whole number of at least 1"
+                    ),
+                });
+                None
+            }
+        },
+    }
+}
+
+fn is_header_name(k: &str) -> bool {
+    !k.is_empty()
+        && k.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
