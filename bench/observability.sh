@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What metrics and tracing cost on the hot path: the same virtual-key load (budget, limits, spend on; SQLite)
 # through the gateway with observability off, with Prometheus metrics (`callbacks: ["prometheus"]`), and with
-# metrics + OpenTelemetry traces for every request (`callbacks: ["prometheus", "otel"]`, sampled 100%, exported
+# metrics + OpenTelemetry traces for every request (`callbacks: ["prometheus", "otel"]`, sampled 100% and 10%, exported
 # as OTLP/protobuf; the collector is the mock, whose 404 makes the exporter drop each batch after sending it, so
 # all the work of encoding and posting is paid). Variants run ROUNDS times in turn (A-B-C-A-B-C...) so they see
 # the same machine. Writes bench/out/observability-latest.md.
@@ -54,17 +54,23 @@ PIDS="$PIDS $!"
 MOCK=$(wait_listening "$OUT/mock.log")
 COMMON=(--duration "${DURATION}s" --warmup "${WARMUP}s")
 
+TICKS=$(getconf CLK_TCK)
+# utime + stime of a process, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
 callbacks_of() {
   case $1 in
     off) echo "[]" ;;
     metrics) echo '["prometheus"]' ;;
-    traces) echo '["prometheus", "otel"]' ;;
+    traces | traces10) echo '["prometheus", "otel"]' ;;
   esac
 }
 
 ROWS=()
 for round in $(seq 1 "$ROUNDS"); do
-  for variant in off metrics traces; do
+  for variant in off metrics traces traces10; do
+    sampler=always_on
+    [ "$variant" = traces10 ] && sampler=traceidratio
     dir="$OUT/$variant-$round"
     mkdir -p "$dir"
     cat > "$dir/tollgate.yaml" <<YAML
@@ -81,6 +87,7 @@ litellm_settings:
 YAML
     log "round $round, $variant: starting tollgate on core $GATEWAY_CORE"
     (cd "$dir" && OTEL_EXPORTER_OTLP_ENDPOINT="http://$MOCK" OTEL_BSP_SCHEDULE_DELAY=1000 \
+      OTEL_TRACES_SAMPLER=$sampler OTEL_TRACES_SAMPLER_ARG=0.1 \
       OTEL_BSP_MAX_QUEUE_SIZE=65536 exec taskset -c "$GATEWAY_CORE" "$ROOT/$BIN/tollgate" \
       --config tollgate.yaml --host 127.0.0.1 --port 0 --num_workers 1 > tollgate.log 2>&1) &
     GW_PID=$!
@@ -91,13 +98,18 @@ YAML
       -d '{"max_budget": 1000000, "rpm_limit": 100000000, "tpm_limit": 100000000000, "key_alias": "bench"}' | jq -r .key)
     $BENCH load --label "$variant-rate" --out "$dir/rate.json" --url "http://$GW/v1/chat/completions" \
       --api-key "$KEY" --rate "$RATE" --connections "$RATE_CONNECTIONS" "${COMMON[@]}" >/dev/null
+    cpu_before=$(cpu_ticks "$GW_PID")
     $BENCH load --label "$variant-sat" --out "$dir/sat.json" --url "http://$GW/v1/chat/completions" \
       --api-key "$KEY" --connections "$CONNECTIONS" "${COMMON[@]}" >/dev/null
+    cpu_after=$(cpu_ticks "$GW_PID")
     series=$(curl -s "http://$GW/metrics" | grep -c '^litellm_' || true)
     pkill -TERM -f "tollgate --config tollgate.yaml" 2>/dev/null || true
     wait "$GW_PID" 2>/dev/null || true
     j() { jq -r "$2" "$dir/$1.json"; }
-    ROWS+=("| $round | $variant | $(j rate .latency_ms.p50) | $(j rate .latency_ms.p99) | $(j sat .rps) | $(jq -s 'map(.errors.total) | add' "$dir"/*.json) | $series |")
+    # Gateway CPU per request over the saturation run (warm-up included in both the ticks and the count).
+    reqs=$(jq '.ok' "$dir/sat.json")
+    cpu_us=$(python3 -c "print(round(($cpu_after - $cpu_before) / $TICKS * 1e6 / max($reqs * ($DURATION + $WARMUP) / $DURATION, 1), 1))")
+    ROWS+=("| $round | $variant | $(j rate .latency_ms.p50) | $(j rate .latency_ms.p99) | $(j sat .rps) | $cpu_us | $(jq -s 'map(.errors.total) | add' "$dir"/*.json) | $series |")
   done
 done
 
@@ -106,10 +118,11 @@ done
   echo
   echo "Virtual key with budget and limits, spend on (SQLite). Gateway pinned to core $GATEWAY_CORE (\`--num_workers 1\`),"
   echo "mock and load on core $LOAD_CORE. Fixed rate $RATE req/s ($RATE_CONNECTIONS connections), saturation $CONNECTIONS"
-  echo "connections, ${DURATION}s each after ${WARMUP}s warm-up. \`traces\` samples every request (OTLP/protobuf, batches of 512)."
+  echo "connections, ${DURATION}s each after ${WARMUP}s warm-up. \`traces\` samples every request, \`traces10\` one in ten"
+  echo "(\`OTEL_TRACES_SAMPLER=traceidratio\`, 0.1); OTLP/protobuf, batches of 512."
   echo
-  echo "| round | variant | p50 ms @$RATE/s | p99 ms @$RATE/s | saturation req/s | errors | litellm_ series |"
-  echo "|---|---|---|---|---|---|---|"
+  echo "| round | variant | p50 ms @$RATE/s | p99 ms @$RATE/s | saturation req/s | gateway CPU µs/req (sat.) | errors | litellm_ series |"
+  echo "|---|---|---|---|---|---|---|---|"
   printf '%s\n' "${ROWS[@]}"
 } > "$OUT/report.md"
 cp "$OUT/report.md" bench/out/observability-latest.md

@@ -222,6 +222,7 @@ pub(crate) const LITELLM_SETTINGS: &[(&str, Support)] = &[
     ("enable_caching_on_provider_specific_optimized_params", U),
     ("disable_end_user_cost_tracking", U),
     ("disable_end_user_cost_tracking_prometheus_only", U),
+    ("enable_end_user_cost_tracking_prometheus_only", I),
     ("key_generation_settings", U),
     ("disable_add_transform_inline_image_block", U),
     ("use_chat_completions_url_for_anthropic_messages", U),

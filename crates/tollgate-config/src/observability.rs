@@ -71,6 +71,9 @@ pub struct ObservabilitySettings {
     pub payload_max_bytes: usize,
     /// `litellm_settings.turn_off_message_logging`: messages and responses are left out of callbacks.
     pub turn_off_message_logging: bool,
+    /// `litellm_settings.enable_end_user_cost_tracking_prometheus_only`: the `end_user` metric label holds
+    /// the request's end user (else `None`, as in LiteLLM: clients choose that value, so it is unbounded).
+    pub end_user_label: bool,
     pub webhook: Option<WebhookLogger>,
     pub alerting: Option<Alerting>,
     /// Callback names given but not supported (reported at start-up), with the list they were in.
@@ -88,6 +91,7 @@ impl Default for ObservabilitySettings {
             log_payloads: false,
             payload_max_bytes: DEFAULT_PAYLOAD_MAX_BYTES,
             turn_off_message_logging: false,
+            end_user_label: false,
             webhook: None,
             alerting: None,
             unsupported_callbacks: Vec::new(),
@@ -144,6 +148,12 @@ pub(crate) fn read(root: &Node, env: &Env, o: &Overrides, config: &mut Config, d
             "turn_off_message_logging" => {
                 if let Some(b) = convert::boolean(v, &path, diag) {
                     s.turn_off_message_logging = b;
+                }
+                continue;
+            }
+            "enable_end_user_cost_tracking_prometheus_only" => {
+                if let Some(b) = convert::boolean(v, &path, diag) {
+                    s.end_user_label = b;
                 }
                 continue;
             }

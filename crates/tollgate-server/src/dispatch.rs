@@ -365,12 +365,15 @@ pub(crate) async fn run(state: AppState, rt: Arc<Runtime>, mut job: Job) -> Resp
                 let team = b
                     .and_then(|b| b.team_id.as_deref())
                     .and_then(|t| accounts.teams.get(t));
-                let caller = b.map_or(crate::observe::metrics::Caller::NOBODY, |b| {
+                let mut caller = b.map_or(crate::observe::metrics::Caller::NOBODY, |b| {
                     crate::observe::caller_from(
                         crate::observe::Ids::of_booking(b),
                         team.as_deref().map(|e| &e.doc),
                     )
                 });
+                if !state.observer().end_user_label {
+                    caller.end_user = crate::observe::metrics::NONE;
+                }
                 let labels = &upstream.labels;
                 m.attempt(
                     &crate::observe::metrics::Deployment {

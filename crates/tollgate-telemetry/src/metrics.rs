@@ -256,7 +256,7 @@ struct SeriesMap<S> {
     /// Indexes into `label_names`, sorted by name (the order prometheus_client prints labels in).
     order: Box<[usize]>,
     max_series: usize,
-    map: RwLock<HashMap<Box<str>, Arc<S>>>,
+    map: RwLock<HashMap<Box<str>, Arc<S>, foldhash::fast::RandomState>>,
     overflow: Arc<S>,
     overflow_used: AtomicBool,
     overflow_family: Option<Arc<CounterFamily>>,
@@ -272,7 +272,9 @@ impl<S: Labelled> SeriesMap<S> {
         overflow_family: Option<Arc<CounterFamily>>,
         make: impl Fn(Box<[Box<str>]>) -> S,
     ) -> SeriesMap<S> {
-        let mut map = HashMap::new();
+        // foldhash, not SipHash: a lookup per family per request hashes keys of a few hundred bytes; it is
+        // seeded per process, and the series cap bounds what a flood of new label sets can do.
+        let mut map = HashMap::with_hasher(foldhash::fast::RandomState::default());
         if label_names.is_empty() {
             // Like prometheus_client: a family without labels has its one series from the start.
             map.insert(Box::<str>::from(""), Arc::new(make(Box::new([]))));

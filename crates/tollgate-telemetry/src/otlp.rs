@@ -85,11 +85,28 @@ fn put_fixed64(buf: &mut Vec<u8>, field: u32, v: u64) {
     buf.extend_from_slice(&v.to_le_bytes());
 }
 
-/// An embedded message, written into a scratch buffer to learn its length.
+/// An embedded message, written in place after a one-byte length slot; a length of 128 or more widens the
+/// slot (one shift of the message's bytes), so there is no scratch buffer per message (this runs for every
+/// attribute of every span).
 fn put_message(buf: &mut Vec<u8>, field: u32, f: impl FnOnce(&mut Vec<u8>)) {
-    let mut inner = Vec::new();
-    f(&mut inner);
-    put_bytes(buf, field, &inner);
+    put_tag(buf, field, WIRE_LEN);
+    let at = buf.len();
+    buf.push(0);
+    f(buf);
+    let mut v = buf.len() - at - 1;
+    if v < 0x80 {
+        buf[at] = v as u8;
+        return;
+    }
+    let (mut varint, mut n) = ([0u8; 10], 0);
+    while v >= 0x80 {
+        varint[n] = (v as u8) | 0x80;
+        v >>= 7;
+        n += 1;
+    }
+    varint[n] = v as u8;
+    buf[at] = varint[0];
+    buf.splice(at + 1..at + 1, varint[1..=n].iter().copied());
 }
 
 fn put_key_value(buf: &mut Vec<u8>, field: u32, key: &str, value: &Value) {

@@ -79,10 +79,7 @@ macro_rules! hex_fmt {
     ($t:ty) => {
         impl fmt::Display for $t {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                for b in self.0 {
-                    write!(f, "{b:02x}")?;
-                }
-                Ok(())
+                f.write_str(&hex(&self.0))
             }
         }
         impl fmt::Debug for $t {
@@ -96,13 +93,17 @@ hex_fmt!(TraceId);
 hex_fmt!(SpanId);
 
 fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
+    push_hex(&mut s, bytes);
+    s
+}
+
+fn push_hex(s: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     for b in bytes {
         s.push(char::from(DIGITS[usize::from(b >> 4)]));
         s.push(char::from(DIGITS[usize::from(b & 0xf)]));
     }
-    s
 }
 
 /// Lowercase hex digit value; uppercase is rejected as W3C Trace Context requires.
@@ -171,10 +172,14 @@ impl TraceParent {
 
     /// The version-00 header value to send downstream: `00-<trace id>-<span id>-01` (or `-00` when not sampled).
     pub fn format(trace_id: &TraceId, span_id: &SpanId, sampled: bool) -> String {
-        format!(
-            "00-{trace_id}-{span_id}-{}",
-            if sampled { "01" } else { "00" }
-        )
+        // Built by hand: this runs once per traced upstream attempt.
+        let mut s = String::with_capacity(55);
+        s.push_str("00-");
+        push_hex(&mut s, &trace_id.0);
+        s.push('-');
+        push_hex(&mut s, &span_id.0);
+        s.push_str(if sampled { "-01" } else { "-00" });
+        s
     }
 }
 

@@ -35,6 +35,8 @@ pub struct Observer {
     pub payload_limit: Option<usize>,
     /// `turn_off_message_logging`: messages and responses stay out of the webhook log.
     pub redact_messages: bool,
+    /// `enable_end_user_cost_tracking_prometheus_only`: the `end_user` metric label is filled.
+    pub end_user_label: bool,
 }
 
 impl std::fmt::Debug for Observer {
@@ -66,6 +68,7 @@ impl Observer {
             alerts: None,
             payload_limit: None,
             redact_messages: false,
+            end_user_label: false,
         }
     }
 
@@ -120,6 +123,7 @@ impl Observer {
             alerts,
             payload_limit: o.log_payloads.then_some(o.payload_max_bytes),
             redact_messages: o.turn_off_message_logging,
+            end_user_label: o.end_user_label,
         })
     }
 
@@ -202,7 +206,6 @@ impl Observer {
                 attributes: vec![
                     trace::attr("db.operation", "spend_batch_write"),
                     trace::attr("db.batch_size", rows.len() as i64),
-                    trace::attr("litellm.request_id", r.request_id.as_str()),
                 ],
                 status: Status::Ok,
             });
@@ -489,9 +492,12 @@ pub fn finished(
         .and_then(|t| accounts.teams.get(t));
     let team_doc = team.as_deref().map(|e| &e.doc);
     let booking = row.map(|(s, _)| s);
-    let caller = booking.map_or(metrics::Caller::NOBODY, |b| {
+    let mut caller = booking.map_or(metrics::Caller::NOBODY, |b| {
         caller_from(Ids::of_row(b), team_doc)
     });
+    if !o.end_user_label {
+        caller.end_user = metrics::NONE;
+    }
     let u = r.usage.unwrap_or_default();
     let (model_group, deployment_id) = match row {
         Some((s, _)) => (s.model_group.as_str(), s.deployment_id.as_str()),
