@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,8 +12,6 @@ use bytes::Bytes;
 use common::*;
 use http::Method;
 use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tollgate_auth::Alg;
 use tollgate_auth::testing::{TestKey, hs256, jwks, unsigned};
@@ -32,35 +29,19 @@ struct Jwks {
 
 impl Jwks {
     async fn start(doc: Value) -> Jwks {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/jwks", listener.local_addr().unwrap());
         let doc = Arc::new(Mutex::new(doc));
         let fetches = Arc::new(AtomicUsize::new(0));
-        let mut tasks = tokio::task::JoinSet::new();
         let (d, f) = (doc.clone(), fetches.clone());
-        tasks.spawn(async move {
-            let mut conns = tokio::task::JoinSet::new();
-            while let Ok((stream, _)) = listener.accept().await {
-                let (d, f) = (d.clone(), f.clone());
-                conns.spawn(async move {
-                    let svc = hyper::service::service_fn(move |_req: http::Request<Incoming>| {
-                        f.fetch_add(1, Ordering::SeqCst);
-                        let body = d.lock().unwrap().to_string();
-                        async move {
-                            Ok::<_, Infallible>(
-                                http::Response::builder()
-                                    .header("content-type", "application/json")
-                                    .body(Full::new(Bytes::from(body)))
-                                    .unwrap(),
-                            )
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
+        let (base, tasks) = test_server(move |_req| {
+            f.fetch_add(1, Ordering::SeqCst);
+            let body = d.lock().unwrap().to_string();
+            http::Response::builder()
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(body)))
+                .unwrap()
+        })
+        .await;
+        let url = format!("{base}/jwks");
         Jwks {
             url,
             doc,

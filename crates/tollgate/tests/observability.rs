@@ -6,16 +6,13 @@
 
 mod common;
 
-use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
 use http::Method;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use http_body_util::Full;
 use serde_json::{Value, json};
 
 /// One POST a receiver got.
@@ -35,43 +32,23 @@ struct Receiver {
 
 impl Receiver {
     async fn start() -> Receiver {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
         let got = Arc::new(Mutex::new(Vec::new()));
-        let mut tasks = tokio::task::JoinSet::new();
         let g = got.clone();
-        tasks.spawn(async move {
-            let mut conns = tokio::task::JoinSet::new();
-            while let Ok((stream, _)) = listener.accept().await {
-                let g = g.clone();
-                conns.spawn(async move {
-                    let svc = hyper::service::service_fn(move |req: http::Request<Incoming>| {
-                        let g = g.clone();
-                        async move {
-                            let path = req.uri().path().to_string();
-                            let content_type = req
-                                .headers()
-                                .get("content-type")
-                                .and_then(|v| v.to_str().ok())
-                                .unwrap_or("")
-                                .to_string();
-                            let body = req.into_body().collect().await.unwrap().to_bytes();
-                            g.lock().unwrap().push(Received {
-                                path,
-                                content_type,
-                                body,
-                            });
-                            Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from_static(
-                                b"{}",
-                            ))))
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
+        let (url, tasks) = test_server(move |req| {
+            let content_type = req
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            g.lock().unwrap().push(Received {
+                path: req.uri().path().to_string(),
+                content_type,
+                body: req.into_body(),
+            });
+            http::Response::new(Full::new(Bytes::from_static(b"{}")))
+        })
+        .await;
         Receiver {
             url,
             got,

@@ -1090,3 +1090,44 @@ pub fn body_json(b: &[u8]) -> Value {
     serde_json::from_slice(b)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(b)))
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// Small HTTP servers the tests control (a JWKS endpoint, an OTLP collector, webhook receivers)
+
+/// A request as a test server sees it: the head and the whole body.
+pub type TestRequest = http::Request<Bytes>;
+
+/// An HTTP/1.1 server on 127.0.0.1 that answers every request with `handle`. Returns its base URL and the
+/// tasks serving it (dropping them stops the server).
+pub async fn test_server(
+    handle: impl Fn(TestRequest) -> http::Response<Full<Bytes>> + Send + Sync + 'static,
+) -> (String, tokio::task::JoinSet<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let handle = Arc::new(handle);
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(async move {
+        let mut conns = tokio::task::JoinSet::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            let handle = handle.clone();
+            conns.spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let handle = handle.clone();
+                    async move {
+                        let (parts, body) = req.into_parts();
+                        let body = body
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
+                        Ok::<_, std::convert::Infallible>(handle(Request::from_parts(parts, body)))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    (url, tasks)
+}
