@@ -219,6 +219,8 @@ async fn metrics_use_litellm_names_and_count_what_happened() {
         .await
         .expect_error(401);
 
+    let ready = gw.anon(Method::GET, "/health/readiness").send().await.json();
+    assert_eq!(ready["success_callbacks"], json!(["prometheus"]));
     // /metrics needs no key by default, and has the exposition content type.
     let m = gw.anon(Method::GET, "/metrics").send().await;
     m.expect_status(200);

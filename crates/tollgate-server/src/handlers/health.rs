@@ -51,7 +51,7 @@ pub async fn readiness(State(state): State<AppState>) -> Response {
         "cache": null,
         "litellm_version": VERSION,
         "tollgate_version": VERSION,
-        "success_callbacks": [],
+        "success_callbacks": state.observer().callback_names(),
         "shutting_down": shutting_down,
         "db_kind": accounts.store.kind(),
         "spend_rows_buffered": accounts.ledger.buffered(),

@@ -162,6 +162,24 @@ impl Observer {
         );
     }
 
+    /// The active callbacks, by LiteLLM's names (what `/health/readiness` lists).
+    pub fn callback_names(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if self.metrics.is_some() {
+            out.push("prometheus");
+        }
+        if self.tracer.is_some() {
+            out.push("otel");
+        }
+        if self.logger.is_some() {
+            out.push("generic_api");
+        }
+        if self.alerts.is_some() {
+            out.push("webhook_alerting");
+        }
+        out
+    }
+
     /// A trace for a request, if tracing is on and the sampler keeps it.
     pub fn start_trace(
         &self,
