@@ -76,6 +76,14 @@ pub fn run(cli: Cli) -> ExitCode {
             return ExitCode::from(exit::CONFIG);
         }
     };
+    // Metrics, traces, the webhook logger and alerts: a bad OTEL_* setting is a config error too.
+    let observer = match tollgate_server::observe::Observer::from_config(&config, &env) {
+        Ok(o) => Arc::new(o),
+        Err(e) => {
+            eprintln!("tollgate: configuration error: {e}");
+            return ExitCode::from(exit::CONFIG);
+        }
+    };
     if cli.validate_config {
         say(&config.summary());
         return ExitCode::SUCCESS;
@@ -139,7 +147,9 @@ pub fn run(cli: Cli) -> ExitCode {
             return ExitCode::from(exit::FAILURE);
         }
     };
-    rt.block_on(serve(cli, config, runtime, states, client, workers))
+    rt.block_on(serve(
+        cli, config, runtime, states, client, workers, observer,
+    ))
 }
 
 /// Print a line on stdout; a closed stdout (`| head`) is not an error worth a panic.
@@ -156,6 +166,7 @@ async fn serve(
     states: Arc<tollgate_router::StateRegistry>,
     client: HttpClient,
     workers: usize,
+    observer: Arc<tollgate_server::observe::Observer>,
 ) -> ExitCode {
     // Warnings the operator must see once at start-up.
     if !config.unimplemented.is_empty() {
@@ -184,14 +195,6 @@ async fn serve(
     for c in &config.observability.unsupported_callbacks {
         tracing::warn!(callback = %c, "this LiteLLM callback is not supported by tollgate; ignored (supported: prometheus, otel, generic_api)");
     }
-    // Metrics, traces, the webhook logger and alerts: a bad OTEL_* setting is a config error.
-    let observer = match tollgate_server::observe::Observer::from_config(&config, &Env::process()) {
-        Ok(o) => Arc::new(o),
-        Err(e) => {
-            eprintln!("tollgate: configuration error: {e}");
-            return ExitCode::from(exit::CONFIG);
-        }
-    };
     if let Some(t) = &observer.tracer {
         tracing::info!(endpoint = %public_endpoint(&t.settings().endpoint), service = t.service_name(), "OpenTelemetry traces on (OTLP)");
     }

@@ -219,7 +219,11 @@ async fn metrics_use_litellm_names_and_count_what_happened() {
         .await
         .expect_error(401);
 
-    let ready = gw.anon(Method::GET, "/health/readiness").send().await.json();
+    let ready = gw
+        .anon(Method::GET, "/health/readiness")
+        .send()
+        .await
+        .json();
     assert_eq!(ready["success_callbacks"], json!(["prometheus"]));
     // /metrics needs no key by default, and has the exposition content type.
     let m = gw.anon(Method::GET, "/metrics").send().await;
@@ -611,6 +615,18 @@ async fn bad_otel_settings_stop_start_up() {
         .run();
     assert_eq!(out.code(), Some(64), "{}", out.stderr);
     assert!(out.stderr.contains("grpc"), "{}", out.stderr);
+    // --validate_config finds it too.
+    let out = gateway()
+        .config(config(&mock.base_url(), "", "  callbacks: [\"otel\"]"))
+        .env("OTEL_TRACES_SAMPLER", "sometimes")
+        .arg("--validate_config")
+        .run();
+    assert_eq!(out.code(), Some(64), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("OTEL_TRACES_SAMPLER") || out.stderr.contains("sometimes"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
