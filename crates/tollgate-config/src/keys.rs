@@ -26,7 +26,7 @@ pub(crate) const TOP_LEVEL: &[(&str, Support)] = &[
     ("general_settings", I),
     ("litellm_settings", I),
     ("router_settings", I),
-    ("callback_settings", U),
+    ("callback_settings", I),
     ("guardrails", U),
     ("policies", U),
     ("policy_attachments", U),

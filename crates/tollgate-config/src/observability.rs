@@ -136,6 +136,8 @@ pub(crate) fn read(root: &Node, env: &Env, o: &Overrides, config: &mut Config, d
             _ => {}
         }
     }
+    let from_file = callback_settings(root, diag);
+    let mut file_logger: Option<FileLogger> = None;
     let litellm = KeyPath::root().key("litellm_settings");
     let (mut success, mut failure) = (false, false);
     for e in entries(root, "litellm_settings") {
@@ -166,9 +168,22 @@ pub(crate) fn read(root: &Node, env: &Env, o: &Overrides, config: &mut Config, d
             match name.as_str() {
                 "prometheus" => s.prometheus_requested = true,
                 "otel" => s.otel = true,
-                n if WEBHOOK_CALLBACK_NAMES.contains(&n) => {
+                n if WEBHOOK_CALLBACK_NAMES.contains(&n)
+                    || from_file.iter().any(|(k, f)| k == n && f.generic_api) =>
+                {
                     success |= on_success;
                     failure |= on_failure;
+                    if let Some((_, f)) = from_file.iter().find(|(k, _)| k == n) {
+                        if file_logger.as_ref().is_some_and(|seen| seen.name != f.name) {
+                            diag.warn(
+                                Some(&f.loc),
+                                &KeyPath::root().key("callback_settings").key(&f.name),
+                                "only one generic_api logger is supported; the first one named in the callbacks is used",
+                            );
+                        } else {
+                            file_logger = Some(f.clone());
+                        }
+                    }
                 }
                 other => {
                     debug_assert!(!SUPPORTED.contains(&other));
@@ -181,7 +196,7 @@ pub(crate) fn read(root: &Node, env: &Env, o: &Overrides, config: &mut Config, d
         }
     }
     if success || failure {
-        s.webhook = webhook_logger(env, success, failure, diag);
+        s.webhook = webhook_logger(env, success, failure, file_logger.as_ref(), diag);
     }
     if let Some((channels, loc)) = alerting {
         for c in &channels {
@@ -280,8 +295,49 @@ fn webhook_logger(
     env: &Env,
     on_success: bool,
     on_failure: bool,
+    file: Option<&FileLogger>,
     diag: &mut Diag,
 ) -> Option<WebhookLogger> {
+    // `callback_settings.<name>.event_types` narrows what is posted.
+    let (on_success, on_failure) = match file.and_then(|f| f.event_types.as_ref()) {
+        Some(types) => (
+            on_success && types.iter().any(|t| t == "llm_api_success"),
+            on_failure && types.iter().any(|t| t == "llm_api_failure"),
+        ),
+        None => (on_success, on_failure),
+    };
+    let batch_size = number(
+        env,
+        &["GENERIC_LOGGER_BATCH_SIZE", "DEFAULT_BATCH_SIZE"],
+        512,
+        diag,
+    )?;
+    let flush = number(
+        env,
+        &[
+            "GENERIC_LOGGER_FLUSH_INTERVAL",
+            "DEFAULT_FLUSH_INTERVAL_SECONDS",
+        ],
+        5,
+        diag,
+    )?;
+    if let Some(f) = file
+        && let Some(endpoint) = &f.endpoint
+    {
+        let mut headers = f.headers.clone();
+        let mut from_env = env_headers(env, diag)?;
+        // The file's headers win over the environment's, as in LiteLLM.
+        from_env.retain(|(k, _)| !headers.iter().any(|(h, _)| h.eq_ignore_ascii_case(k)));
+        headers.extend(from_env);
+        return Some(WebhookLogger {
+            endpoint: endpoint.clone(),
+            headers,
+            on_success,
+            on_failure,
+            batch_size,
+            flush_interval: Duration::from_secs(flush as u64),
+        });
+    }
     let Some((name, endpoint)) = env.first_non_empty(&["GENERIC_LOGGER_ENDPOINT"]) else {
         diag.errors.push(ConfigError::Env {
             variable: "GENERIC_LOGGER_ENDPOINT".into(),
@@ -296,6 +352,19 @@ fn webhook_logger(
         });
         return None;
     }
+    let headers = env_headers(env, diag)?;
+    Some(WebhookLogger {
+        endpoint: Secret::new(endpoint.trim().to_string()),
+        headers,
+        on_success,
+        on_failure,
+        batch_size,
+        flush_interval: Duration::from_secs(flush as u64),
+    })
+}
+
+/// `GENERIC_LOGGER_HEADERS` (`Name=value,Name2=value2`); `None` after reporting a malformed pair.
+fn env_headers(env: &Env, diag: &mut Diag) -> Option<Vec<(String, Secret)>> {
     let mut headers = Vec::new();
     if let Some((name, raw)) = env.first_non_empty(&["GENERIC_LOGGER_HEADERS"]) {
         for (i, pair) in raw
@@ -318,30 +387,105 @@ fn webhook_logger(
             }
         }
     }
-    // LiteLLM's batch logger reads DEFAULT_BATCH_SIZE / DEFAULT_FLUSH_INTERVAL_SECONDS (512, 5 s).
-    let batch_size = number(
-        env,
-        &["GENERIC_LOGGER_BATCH_SIZE", "DEFAULT_BATCH_SIZE"],
-        512,
-        diag,
-    )?;
-    let flush = number(
-        env,
-        &[
-            "GENERIC_LOGGER_FLUSH_INTERVAL",
-            "DEFAULT_FLUSH_INTERVAL_SECONDS",
-        ],
-        5,
-        diag,
-    )?;
-    Some(WebhookLogger {
-        endpoint: Secret::new(endpoint.trim().to_string()),
-        headers,
-        on_success,
-        on_failure,
-        batch_size,
-        flush_interval: Duration::from_secs(flush as u64),
-    })
+    Some(headers)
+}
+
+/// A logger declared in the top-level `callback_settings` (LiteLLM's newer form).
+#[derive(Debug, Clone)]
+struct FileLogger {
+    name: String,
+    loc: crate::yaml::Loc,
+    /// `callback_type: generic_api`, or the entry is named `generic_api`.
+    generic_api: bool,
+    endpoint: Option<Secret>,
+    headers: Vec<(String, Secret)>,
+    event_types: Option<Vec<String>>,
+}
+
+/// `callback_settings: {<name>: {callback_type, endpoint, headers, event_types, log_format}}`.
+fn callback_settings(root: &Node, diag: &mut Diag) -> Vec<(String, FileLogger)> {
+    let base = KeyPath::root().key("callback_settings");
+    let mut out = Vec::new();
+    for e in entries(root, "callback_settings") {
+        let path = base.key(&e.key);
+        let Some(fields) = e.value.entries() else {
+            diag.error(
+                Some(&e.value.loc),
+                &path,
+                format!("must be a mapping, found {}", convert::found(&e.value)),
+            );
+            continue;
+        };
+        let mut f = FileLogger {
+            name: e.key.clone(),
+            loc: e.value.loc.clone(),
+            generic_api: e.key == "generic_api",
+            endpoint: None,
+            headers: Vec::new(),
+            event_types: None,
+        };
+        for field in fields {
+            let p = path.key(&field.key);
+            let v = &field.value;
+            match field.key.as_str() {
+                "callback_type" => {
+                    if let Some(t) = convert::string(v, &p, diag) {
+                        f.generic_api |= t == "generic_api";
+                    }
+                }
+                "endpoint" => {
+                    if let Some(u) = convert::string(v, &p, diag) {
+                        if check_url(u.trim()).is_err() {
+                            diag.error(Some(&v.loc), &p, "must be an http:// or https:// URL");
+                        } else {
+                            f.endpoint = Some(Secret::new(u.trim().to_string()));
+                        }
+                    }
+                }
+                "headers" => match v.entries() {
+                    Some(hs) => {
+                        for h in hs {
+                            let hp = p.key(&h.key);
+                            if !is_header_name(&h.key) {
+                                diag.error(Some(&h.value.loc), &hp, "is not a valid header name");
+                            } else if let Some(val) = convert::string(&h.value, &hp, diag) {
+                                f.headers.push((h.key.clone(), Secret::new(val)));
+                            }
+                        }
+                    }
+                    None => diag.error(
+                        Some(&v.loc),
+                        &p,
+                        format!(
+                            "must be a mapping of header names to values, found {}",
+                            convert::found(v)
+                        ),
+                    ),
+                },
+                "event_types" => f.event_types = convert::string_list(v, &p, diag),
+                "log_format" => {
+                    if let Some(fmt) = convert::string(v, &p, diag)
+                        && fmt != "json_array"
+                    {
+                        diag.warn(
+                            Some(&v.loc),
+                            &p,
+                            format!("log_format \"{fmt}\" is not supported; records are posted as a JSON array"),
+                        );
+                    }
+                }
+                other => diag.error(
+                    Some(&v.loc),
+                    &p,
+                    format!(
+                        "unknown key `{other}` (known: callback_type, endpoint, headers, event_types, log_format)"
+                    ),
+                ),
+            }
+        }
+        out.push((e.key.clone(), f));
+    }
+    out
 }
 
 fn number(env: &Env, vars: &[&str], default: usize, diag: &mut Diag) -> Option<usize> {

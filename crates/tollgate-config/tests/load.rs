@@ -1146,3 +1146,60 @@ fn observability_settings_errors_name_what_is_missing() {
     let e = error_text("{}\n", &env(&[("PROMETHEUS_METRICS_PORT", "http")]));
     assert!(e.contains("PROMETHEUS_METRICS_PORT"), "{e}");
 }
+
+#[test]
+fn generic_api_logger_from_callback_settings() {
+    let text = "\
+litellm_settings:
+  callbacks: [my_api]
+callback_settings:
+  my_api:
+    callback_type: generic_api
+    endpoint: https://logs.example/v1/in
+    headers: {Authorization: Bearer file-secret, X-Source: tollgate}
+    event_types: [llm_api_failure]
+    log_format: json_array
+";
+    let c = load_text(
+        text,
+        &env(&[("GENERIC_LOGGER_HEADERS", "X-Source=env,X-Extra=1")]),
+    )
+    .expect("loads");
+    let w = c.observability.webhook.as_ref().expect("logger");
+    assert_eq!(w.endpoint.expose(), "https://logs.example/v1/in");
+    assert!(
+        !w.on_success && w.on_failure,
+        "event_types narrows it to failures"
+    );
+    let headers: Vec<(&str, &str)> = w
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.expose()))
+        .collect();
+    assert_eq!(
+        headers,
+        [
+            ("Authorization", "Bearer file-secret"),
+            ("X-Source", "tollgate"),
+            ("X-Extra", "1")
+        ],
+        "the file's headers win over GENERIC_LOGGER_HEADERS"
+    );
+    assert!(c.observability.unsupported_callbacks.is_empty());
+    assert!(
+        !c.unimplemented
+            .iter()
+            .any(|u| u.starts_with("callback_settings"))
+    );
+
+    let e = error_text(
+        "callback_settings:\n  generic_api:\n    endpoit: https://x\n",
+        &env(&[]),
+    );
+    assert!(e.contains("config.yaml:3:") && e.contains("endpoit"), "{e}");
+    let e = error_text(
+        "callback_settings:\n  generic_api:\n    endpoint: ftp://x\n",
+        &env(&[]),
+    );
+    assert!(e.contains("callback_settings.generic_api.endpoint"), "{e}");
+}
