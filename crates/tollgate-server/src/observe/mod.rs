@@ -601,7 +601,6 @@ pub fn finished(
             .and_then(|b| callbacks::body_field(b, o.redact_messages));
         let start = r.start_ms as f64 / 1000.0;
         let end = start + r.total_latency.as_secs_f64();
-        let none = String::new();
         let (model, tags, end_user, requester_metadata) = match row {
             Some((s, _)) => (
                 s.model.as_str(),
@@ -609,7 +608,7 @@ pub fn finished(
                 s.end_user.as_deref().unwrap_or(""),
                 serde_json::value::RawValue::from_string(s.metadata.clone()).ok(),
             ),
-            None => (none.as_str(), None, "", None),
+            None => (r.upstream_model.as_str(), None, "", None),
         };
         let tags: Vec<String> = tags
             .and_then(|t| serde_json::from_str(t).ok())
