@@ -118,7 +118,8 @@ fn in_document_order(mut errors: Vec<ConfigError>) -> Vec<ConfigError> {
 
 /// The entries of a top-level section, or nothing if it is absent or not a mapping (reported by
 /// [`classify`]).
-fn section<'a>(root: &'a Node, name: &str) -> &'a [Entry] {
+/// The entries of a top-level section (none when it is absent or not a mapping).
+pub(crate) fn section<'a>(root: &'a Node, name: &str) -> &'a [Entry] {
     root.get(name)
         .and_then(|e| e.value.entries())
         .unwrap_or_default()
@@ -662,8 +663,8 @@ fn headers(node: &Node, path: &KeyPath, diag: &mut Diag) -> Vec<(String, String)
     }
 }
 
-/// `http://` or `https://` with a host.
-fn check_url(url: &str) -> Result<(), &'static str> {
+/// An `http(s)://` URL with a host and no spaces (`api_base`, webhook and logger endpoints).
+pub(crate) fn check_url(url: &str) -> Result<(), &'static str> {
     let lower = url.trim().to_ascii_lowercase();
     let rest = lower
         .strip_prefix("https://")

@@ -304,6 +304,25 @@ pub(crate) fn string_list(node: &Node, path: &KeyPath, diag: &mut Diag) -> Optio
     }
 }
 
+/// A whole number of at least `min`, as a `usize`.
+pub(crate) fn at_least(v: &Node, path: &KeyPath, diag: &mut Diag, min: usize) -> Option<usize> {
+    let n = whole(v, path, diag)?;
+    match usize::try_from(n) {
+        Ok(n) if n >= min => Some(n),
+        _ => {
+            diag.error(
+                Some(&v.loc),
+                path,
+                format!(
+                    "must be a whole number of at least {min}, found {}",
+                    found(v)
+                ),
+            );
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

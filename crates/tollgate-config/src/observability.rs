@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use crate::build::{check_url, section};
 use crate::convert::{self, Diag};
 use crate::env::Env;
 use crate::error::{ConfigError, KeyPath};
@@ -105,7 +106,7 @@ pub(crate) fn read(root: &Node, env: &Env, o: &Overrides, config: &mut Config, d
     let general = KeyPath::root().key("general_settings");
     let mut alerting: Option<(Vec<String>, crate::yaml::Loc)> = None;
     let mut alert_types = Vec::new();
-    for e in entries(root, "general_settings") {
+    for e in section(root, "general_settings") {
         let path = general.key(&e.key);
         let v = &e.value;
         match e.key.as_str() {
@@ -115,7 +116,7 @@ pub(crate) fn read(root: &Node, env: &Env, o: &Overrides, config: &mut Config, d
                 }
             }
             "tollgate_metrics_max_series" => {
-                if let Some(n) = at_least(v, &path, diag, 1) {
+                if let Some(n) = convert::at_least(v, &path, diag, 1) {
                     s.max_series = n;
                 }
             }
@@ -125,7 +126,7 @@ pub(crate) fn read(root: &Node, env: &Env, o: &Overrides, config: &mut Config, d
                 }
             }
             "tollgate_log_payload_max_bytes" => {
-                if let Some(n) = at_least(v, &path, diag, 16) {
+                if let Some(n) = convert::at_least(v, &path, diag, 16) {
                     s.payload_max_bytes = n;
                 }
             }
@@ -140,7 +141,7 @@ pub(crate) fn read(root: &Node, env: &Env, o: &Overrides, config: &mut Config, d
     let mut file_logger: Option<FileLogger> = None;
     let litellm = KeyPath::root().key("litellm_settings");
     let (mut success, mut failure) = (false, false);
-    for e in entries(root, "litellm_settings") {
+    for e in section(root, "litellm_settings") {
         let path = litellm.key(&e.key);
         let v = &e.value;
         let (on_success, on_failure) = match e.key.as_str() {
@@ -213,10 +214,10 @@ pub(crate) fn read(root: &Node, env: &Env, o: &Overrides, config: &mut Config, d
         if channels.iter().any(|c| c == "webhook") {
             match env.first_non_empty(&["WEBHOOK_URL"]) {
                 Some((name, url)) => {
-                    if check_url(&url).is_err() {
+                    if let Err(why) = check_url(&url) {
                         diag.errors.push(ConfigError::Env {
                             variable: name,
-                            message: "must be an http:// or https:// URL".into(),
+                            message: why.into(),
                         });
                     } else {
                         s.alerting = Some(Alerting {
@@ -250,43 +251,6 @@ pub(crate) fn read(root: &Node, env: &Env, o: &Overrides, config: &mut Config, d
         }
     });
     config.observability = s;
-}
-
-fn entries<'a>(root: &'a Node, section: &str) -> Vec<&'a crate::yaml::Entry> {
-    root.get(section)
-        .and_then(|e| e.value.entries())
-        .map(|v| v.iter().collect())
-        .unwrap_or_default()
-}
-
-fn at_least(v: &Node, path: &KeyPath, diag: &mut Diag, min: usize) -> Option<usize> {
-    let n = convert::whole(v, path, diag)?;
-    match usize::try_from(n) {
-        Ok(n) if n >= min => Some(n),
-        _ => {
-            diag.error(
-                Some(&v.loc),
-                path,
-                format!(
-                    "must be a whole number of at least {min}, found {}",
-                    convert::found(v)
-                ),
-            );
-            None
-        }
-    }
-}
-
-/// `http(s)://host...` with a host.
-fn check_url(url: &str) -> Result<(), ()> {
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"))
-        .ok_or(())?;
-    if rest.is_empty() || rest.starts_with('/') || url.contains(char::is_whitespace) {
-        return Err(());
-    }
-    Ok(())
 }
 
 /// `GENERIC_LOGGER_ENDPOINT` (required), `GENERIC_LOGGER_HEADERS`, `GENERIC_LOGGER_BATCH_SIZE` (or
@@ -345,10 +309,10 @@ fn webhook_logger(
         });
         return None;
     };
-    if check_url(endpoint.trim()).is_err() {
+    if let Err(why) = check_url(&endpoint) {
         diag.errors.push(ConfigError::Env {
             variable: name,
-            message: "must be an http:// or https:// URL".into(),
+            message: why.into(),
         });
         return None;
     }
@@ -406,7 +370,7 @@ struct FileLogger {
 fn callback_settings(root: &Node, diag: &mut Diag) -> Vec<(String, FileLogger)> {
     let base = KeyPath::root().key("callback_settings");
     let mut out = Vec::new();
-    for e in entries(root, "callback_settings") {
+    for e in section(root, "callback_settings") {
         let path = base.key(&e.key);
         let Some(fields) = e.value.entries() else {
             diag.error(
@@ -435,8 +399,8 @@ fn callback_settings(root: &Node, diag: &mut Diag) -> Vec<(String, FileLogger)> 
                 }
                 "endpoint" => {
                     if let Some(u) = convert::string(v, &p, diag) {
-                        if check_url(u.trim()).is_err() {
-                            diag.error(Some(&v.loc), &p, "must be an http:// or https:// URL");
+                        if let Err(why) = check_url(&u) {
+                            diag.error(Some(&v.loc), &p, why);
                         } else {
                             f.endpoint = Some(Secret::new(u.trim().to_string()));
                         }

@@ -125,10 +125,7 @@ pub fn normalize_origin(s: &str) -> Option<String> {
 pub(crate) fn read(root: &Node, env: &Env, o: &Overrides, config: &mut Config, diag: &mut Diag) {
     let mut s = SecuritySettings::default();
     let general = KeyPath::root().key("general_settings");
-    let entries = root
-        .get("general_settings")
-        .and_then(|e| e.value.entries())
-        .unwrap_or_default();
+    let entries = crate::build::section(root, "general_settings");
     let mut origins_from_file = None;
     for e in entries {
         let path = general.key(&e.key);
@@ -140,12 +137,12 @@ pub(crate) fn read(root: &Node, env: &Env, o: &Overrides, config: &mut Config, d
                 }
             }
             "tollgate_max_json_depth" => {
-                if let Some(n) = at_least_one(v, &path, diag) {
+                if let Some(n) = convert::at_least(v, &path, diag, 1) {
                     s.max_json_depth = n;
                 }
             }
             "tollgate_max_messages" => {
-                if let Some(n) = at_least_one(v, &path, diag) {
+                if let Some(n) = convert::at_least(v, &path, diag, 1) {
                     s.max_messages = n;
                 }
             }
@@ -201,21 +198,6 @@ pub(crate) fn read(root: &Node, env: &Env, o: &Overrides, config: &mut Config, d
     };
     check_clientside_params(root, diag);
     config.security = s;
-}
-
-fn at_least_one(v: &Node, path: &KeyPath, diag: &mut Diag) -> Option<usize> {
-    let n = convert::whole(v, path, diag)?;
-    match usize::try_from(n) {
-        Ok(n) if n >= 1 => Some(n),
-        _ => {
-            diag.error(
-                Some(&v.loc),
-                path,
-                format!("must be a whole number of at least 1, found {}", found(v)),
-            );
-            None
-        }
-    }
 }
 
 /// `TOLLGATE_LIMIT_CONCURRENCY`, then `LIMIT_CONCURRENCY` (uvicorn's variable).
