@@ -87,38 +87,6 @@ impl fmt::Debug for WebhookSettings {
     }
 }
 
-/// Why webhook configuration could not be used. Never carries header values.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum WebhookError {
-    #[error("header pair {position} has no '=' (expected Key=Value)")]
-    MissingEquals { position: usize },
-    #[error("header pair {position} has an empty name")]
-    EmptyName { position: usize },
-}
-
-/// Parses LiteLLM's `GENERIC_LOGGER_HEADERS`: comma-separated `Key=Value` pairs, spaces trimmed, split at the
-/// first `=` (values may contain `=`). Empty input and empty pairs (`a=1,,b=2`, trailing comma) are skipped.
-/// Error positions are 1-based and count every comma-separated piece.
-pub fn parse_headers(s: &str) -> Result<Vec<(String, String)>, WebhookError> {
-    let mut out = Vec::new();
-    for (index, piece) in s.split(',').enumerate() {
-        let piece = piece.trim();
-        if piece.is_empty() {
-            continue;
-        }
-        let position = index + 1;
-        let (name, value) = piece
-            .split_once('=')
-            .ok_or(WebhookError::MissingEquals { position })?;
-        let name = name.trim();
-        if name.is_empty() {
-            return Err(WebhookError::EmptyName { position });
-        }
-        out.push((name.to_owned(), value.trim().to_owned()));
-    }
-    Ok(out)
-}
-
 /// A queue of JSON items in front of one webhook. Producers [`push`](Self::push); one [`run`](Self::run) sends.
 pub struct Webhook {
     name: &'static str,
@@ -868,37 +836,6 @@ mod tests {
         assert_eq!(
             got,
             vec![Some(0), None, None, Some(2), None, None, Some(2), Some(0)]
-        );
-    }
-
-    #[test]
-    fn parse_headers_cases() {
-        assert_eq!(parse_headers(""), Ok(vec![]));
-        assert_eq!(parse_headers("   "), Ok(vec![]));
-        assert_eq!(
-            parse_headers(" Authorization = Bearer a=b== , X-Team=ml,"),
-            Ok(vec![
-                ("Authorization".to_owned(), "Bearer a=b==".to_owned()),
-                ("X-Team".to_owned(), "ml".to_owned()),
-            ])
-        );
-        assert_eq!(
-            parse_headers("a=1,,b="),
-            Ok(vec![
-                ("a".to_owned(), "1".to_owned()),
-                ("b".to_owned(), String::new())
-            ])
-        );
-        let err = parse_headers("a=1,supersecret").unwrap_err();
-        assert_eq!(err, WebhookError::MissingEquals { position: 2 });
-        assert_eq!(
-            err.to_string(),
-            "header pair 2 has no '=' (expected Key=Value)"
-        );
-        assert!(!err.to_string().contains("supersecret"));
-        assert_eq!(
-            parse_headers(" =v"),
-            Err(WebhookError::EmptyName { position: 1 })
         );
     }
 
