@@ -357,6 +357,8 @@ pub struct Booking {
     pub key_alias: Option<String>,
     pub user_id: Option<String>,
     pub team_id: Option<String>,
+    /// The team's `team_alias`, read at admission (for metric labels and logs; not stored with the spend).
+    pub team_alias: Option<String>,
     pub organization_id: Option<String>,
     pub end_user: Option<String>,
     pub tags: Vec<String>,
@@ -1031,6 +1033,7 @@ impl Accounts {
                 t.doc.team_alias.as_ref(),
                 &mut adm,
             )?;
+            booking.team_alias = t.doc.team_alias.clone();
             org_id = t.doc.organization_id.clone().or(org_id);
         }
         org_id = direct_org.or(org_id);

@@ -346,50 +346,17 @@ pub(crate) async fn run(state: AppState, rt: Arc<Runtime>, mut job: Job) -> Resp
                     attempt_span_of(&t, id, start, d, upstream, &route.upstream_model, &result);
                 (t, span)
             });
-            let cooled = match &result {
-                Err(err) => Some(note_failure(
-                    &state,
-                    settings,
-                    c,
-                    &route,
-                    err,
-                    timeout,
-                    one_off.is_some(),
-                )),
-                Ok(_) => None,
-            };
-            if let Some(m) = &state.observer().metrics
-                && let Some((rec, _)) = pending.0.as_ref()
-            {
-                let b = rec.admission.as_ref().map(|a| &a.booking);
-                let team = b
-                    .and_then(|b| b.team_id.as_deref())
-                    .and_then(|t| accounts.teams.get(t));
-                let mut caller = b.map_or(crate::observe::metrics::Caller::NOBODY, |b| {
-                    crate::observe::caller_from(
-                        crate::observe::Ids::of_booking(b),
-                        team.as_deref().map(|e| &e.doc),
-                    )
-                });
-                if !state.observer().end_user_label {
-                    caller.end_user = crate::observe::metrics::NONE;
-                }
-                let labels = &upstream.labels;
-                m.attempt(
-                    &crate::observe::metrics::Deployment {
-                        model: &labels.litellm_model,
-                        id: &d.id,
-                        api_base: &labels.api_base,
-                        provider: labels.provider,
-                    },
-                    &job.requested_model,
-                    &caller,
-                    status,
-                    cooled.as_ref().is_some_and(|(_, c)| *c),
-                );
-            }
             match result {
                 Ok((reply, first)) => {
+                    count_attempt(
+                        &state,
+                        &pending,
+                        d,
+                        upstream,
+                        &job.requested_model,
+                        200,
+                        false,
+                    );
                     if one_off.is_none() {
                         ds.record_success(
                             upstream_latency.as_secs_f64() * 1000.0,
@@ -434,10 +401,24 @@ pub(crate) async fn run(state: AppState, rt: Arc<Runtime>, mut job: Job) -> Resp
                     if let Some((t, span)) = attempt_meta {
                         t.push(span);
                     }
-                    let Some((f, _)) = cooled else {
-                        return ApiError(GatewayError::Internal("failure not classified".into()))
-                            .into_response();
-                    };
+                    let (f, cooled) = note_failure(
+                        &state,
+                        settings,
+                        c,
+                        &route,
+                        &err,
+                        timeout,
+                        one_off.is_some(),
+                    );
+                    count_attempt(
+                        &state,
+                        &pending,
+                        d,
+                        upstream,
+                        &job.requested_model,
+                        status,
+                        cooled,
+                    );
                     progress.fail(
                         format!("model={name} deployment={}: {err}", d.id),
                         err,
@@ -594,6 +575,41 @@ fn note_failure(
     }
     tracing::debug!(deployment = %id, error = %err, "attempt failed");
     (f, cooldown.is_some())
+}
+
+/// One attempt in the deployment metrics (`status`: 200, or the upstream's own error status).
+fn count_attempt(
+    state: &AppState,
+    pending: &PendingRecord,
+    d: &tollgate_config::Deployment,
+    upstream: &Upstream,
+    requested_model: &str,
+    status: u16,
+    cooled: bool,
+) {
+    let Some(m) = &state.observer().metrics else {
+        return;
+    };
+    let caller = pending
+        .0
+        .as_ref()
+        .and_then(|(rec, _)| rec.admission.as_ref())
+        .map_or(crate::observe::metrics::Caller::NOBODY, |a| {
+            crate::observe::caller_of(&a.booking, state.observer().end_user_label)
+        });
+    let labels = &upstream.labels;
+    m.attempt(
+        &crate::observe::metrics::Deployment {
+            model: &labels.litellm_model,
+            id: &d.id,
+            api_base: &labels.api_base,
+            provider: labels.provider,
+        },
+        requested_model,
+        &caller,
+        status,
+        cooled,
+    );
 }
 
 /// The span of one upstream attempt (ended now; a stream's is ended again when the stream ends).

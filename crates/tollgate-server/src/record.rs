@@ -134,7 +134,7 @@ pub fn record(state: &AppState, r: &mut RequestRecord) -> Nanos {
         s.finish();
         s.add_tokens(u.total_tokens, now);
     }
-    let Some(adm) = r.admission.take() else {
+    let Some(mut adm) = r.admission.take() else {
         crate::observe::finished(state, r, None, cost, &[]);
         return cost;
     };
@@ -173,8 +173,15 @@ pub fn record(state: &AppState, r: &mut RequestRecord) -> Nanos {
         trace: r.trace.as_ref().map(|t| t.row_ref()),
     };
     let remaining = adm.remaining;
+    let booking = std::mem::take(&mut adm.booking);
     let statuses = adm.settle(cost, u.total_tokens);
-    crate::observe::finished(state, r, Some((&row, &remaining)), cost, &statuses);
+    crate::observe::finished(
+        state,
+        r,
+        Some((&row, &booking, &remaining)),
+        cost,
+        &statuses,
+    );
     state.accounts().record(row);
     cost
 }

@@ -52,13 +52,7 @@ pub async fn context(State(state): State<AppState>, mut req: Request, next: Next
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let observer = state.observer();
-    // Probes and scrapes are not traced (a liveness probe every few seconds would drown the traces).
-    let traced = !(path.starts_with("/health") || path.starts_with("/metrics") || path == "/");
-    let trace = observer
-        .tracer
-        .as_ref()
-        .filter(|_| traced)
-        .and_then(|_| observer.start_trace(req.headers(), crate::observe::trace::now_nanos()));
+    let trace = observer.start_trace(&path, req.headers());
     req.extensions_mut().insert(RequestContext {
         id: id.clone(),
         start,

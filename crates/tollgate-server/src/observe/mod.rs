@@ -181,20 +181,28 @@ impl Observer {
     }
 
     /// A trace for a request, if tracing is on and the sampler keeps it.
-    pub fn start_trace(
-        &self,
-        headers: &http::HeaderMap,
-        start_nanos: u64,
-    ) -> Option<Arc<RequestTrace>> {
+    /// Probes and scrapes are not traced (a liveness probe every few seconds would drown the traces).
+    pub fn start_trace(&self, path: &str, headers: &http::HeaderMap) -> Option<Arc<RequestTrace>> {
         let tracer = self.tracer.as_ref()?;
+        if path.starts_with("/health") || path.starts_with("/metrics") || path == "/" {
+            return None;
+        }
         let incoming = headers
             .get("traceparent")
             .and_then(|v| v.to_str().ok())
             .and_then(TraceParent::parse);
-        let trace = RequestTrace::start(incoming.as_ref(), start_nanos);
-        tracer
-            .sample(incoming.as_ref(), &trace.trace_id)
-            .then(|| Arc::new(trace))
+        // Decided before anything is allocated for the trace.
+        let trace_id = incoming
+            .as_ref()
+            .map_or_else(tollgate_telemetry::trace::TraceId::random, |p| p.trace_id);
+        if !tracer.sample(incoming.as_ref(), &trace_id) {
+            return None;
+        }
+        Some(Arc::new(RequestTrace::start(
+            trace_id,
+            incoming.map(|p| p.parent_id),
+            trace::now_nanos(),
+        )))
     }
 
     /// Export a finished request's spans.
@@ -439,64 +447,41 @@ fn caller_of_principal<'a>(
     c
 }
 
-/// The ids a request is booked to, borrowed from its booking or its spend row.
-#[derive(Debug, Clone, Copy)]
-pub struct Ids<'a> {
-    pub api_key: &'a str,
-    pub key_alias: Option<&'a str>,
-    pub team_id: Option<&'a str>,
-    pub user_id: Option<&'a str>,
-    pub end_user: Option<&'a str>,
-}
-
-impl<'a> Ids<'a> {
-    pub fn of_booking(b: &'a tollgate_accounts::Booking) -> Ids<'a> {
-        Ids {
-            api_key: &b.api_key,
-            key_alias: b.key_alias.as_deref(),
-            team_id: b.team_id.as_deref(),
-            user_id: b.user_id.as_deref(),
-            end_user: b.end_user.as_deref(),
-        }
-    }
-
-    pub fn of_row(s: &'a tollgate_store::SpendRow) -> Ids<'a> {
-        Ids {
-            api_key: &s.api_key,
-            key_alias: s.key_alias.as_deref(),
-            team_id: s.team_id.as_deref(),
-            user_id: s.user_id.as_deref(),
-            end_user: s.end_user.as_deref(),
-        }
-    }
-}
-
-/// Metric labels of an admitted request's caller.
-pub fn caller_from<'a>(
-    b: Ids<'a>,
-    team: Option<&'a tollgate_accounts::model::TeamDoc>,
+/// Metric labels of an admitted request's caller (as LiteLLM: `end_user` stays `None` unless
+/// `enable_end_user_cost_tracking_prometheus_only`).
+pub fn caller_of<'a>(
+    b: &'a tollgate_accounts::Booking,
+    end_user_label: bool,
 ) -> metrics::Caller<'a> {
-    let or_none = |s: Option<&'a str>| s.unwrap_or(metrics::NONE);
+    let or_none = |s: &'a Option<String>| s.as_deref().unwrap_or(metrics::NONE);
     metrics::Caller {
-        end_user: or_none(b.end_user),
+        end_user: if end_user_label {
+            or_none(&b.end_user)
+        } else {
+            metrics::NONE
+        },
         hashed_api_key: if b.api_key.is_empty() {
             metrics::NONE
         } else {
-            b.api_key
+            &b.api_key
         },
-        api_key_alias: or_none(b.key_alias),
-        team: or_none(b.team_id),
-        team_alias: or_none(team.and_then(|t| t.team_alias.as_deref())),
-        user: or_none(b.user_id),
+        api_key_alias: or_none(&b.key_alias),
+        team: or_none(&b.team_id),
+        team_alias: or_none(&b.team_alias),
+        user: or_none(&b.user_id),
     }
 }
 
 /// A recorded LLM request: metrics, budget gauges and alerts, the webhook log record, the trace.
-/// `row` is the spend row (with the admission's remaining rate limits) when the caller was admitted.
+/// `row` is the spend row, the booking and the admission's remaining rate limits, when the caller was admitted.
 pub fn finished(
     state: &crate::state::AppState,
     r: &crate::record::RequestRecord,
-    row: Option<(&tollgate_store::SpendRow, &tollgate_accounts::Remaining)>,
+    row: Option<(
+        &tollgate_store::SpendRow,
+        &tollgate_accounts::Booking,
+        &tollgate_accounts::Remaining,
+    )>,
     cost: tollgate_core::Nanos,
     statuses: &[tollgate_accounts::BudgetStatus],
 ) {
@@ -504,21 +489,11 @@ pub fn finished(
     if o.metrics.is_none() && o.logger.is_none() && o.alerts.is_none() && r.trace.is_none() {
         return;
     }
-    let accounts = state.accounts();
-    let team = row
-        .and_then(|(s, _)| s.team_id.as_deref())
-        .and_then(|t| accounts.teams.get(t));
-    let team_doc = team.as_deref().map(|e| &e.doc);
-    let booking = row.map(|(s, _)| s);
-    let mut caller = booking.map_or(metrics::Caller::NOBODY, |b| {
-        caller_from(Ids::of_row(b), team_doc)
-    });
-    if !o.end_user_label {
-        caller.end_user = metrics::NONE;
-    }
+    let booking = row.map(|(_, b, _)| b);
+    let caller = booking.map_or(metrics::Caller::NOBODY, |b| caller_of(b, o.end_user_label));
     let u = r.usage.unwrap_or_default();
     let (model_group, deployment_id) = match row {
-        Some((s, _)) => (s.model_group.as_str(), s.deployment_id.as_str()),
+        Some((s, _, _)) => (s.model_group.as_str(), s.deployment_id.as_str()),
         None => (r.model_group.as_str(), r.deployment_id.as_str()),
     };
     let deployment = r.labels.as_deref().map(|l| metrics::Deployment {
@@ -554,7 +529,7 @@ pub fn finished(
         });
     }
     if let Some(m) = m
-        && let Some((_, rem)) = row
+        && let Some((_, _, rem)) = row
         && caller.hashed_api_key != metrics::NONE
         && (rem.requests.is_some() || rem.tokens.is_some())
     {
@@ -601,23 +576,21 @@ pub fn finished(
             .and_then(|b| callbacks::body_field(b, o.redact_messages));
         let start = r.start_ms as f64 / 1000.0;
         let end = start + r.total_latency.as_secs_f64();
+        // The booking still holds the tags the row carries as JSON text: no parsing back.
         let (model, tags, end_user, requester_metadata) = match row {
-            Some((s, _)) => (
+            Some((s, b, _)) => (
                 s.model.as_str(),
-                Some(s.tags.as_str()),
+                b.tags.as_slice(),
                 s.end_user.as_deref().unwrap_or(""),
                 serde_json::value::RawValue::from_string(s.metadata.clone()).ok(),
             ),
-            None => (r.upstream_model.as_str(), None, "", None),
+            None => (r.upstream_model.as_str(), &[][..], "", None),
         };
-        let tags: Vec<String> = tags
-            .and_then(|t| serde_json::from_str(t).ok())
-            .unwrap_or_default();
         let class = metrics::class_name(r.upstream_status.unwrap_or(r.status));
         let payload = callbacks::LoggingPayload {
-            id: row.map_or(r.request_id.as_str(), |(s, _)| s.request_id.as_str()),
+            id: row.map_or(r.request_id.as_str(), |(s, _, _)| s.request_id.as_str()),
             trace_id: r.trace.as_ref().map(|t| t.trace_id.to_hex()),
-            call_type: row.map_or("", |(s, _)| s.call_type.as_str()),
+            call_type: row.map_or("", |(s, _, _)| s.call_type.as_str()),
             stream: r.stream,
             status: if success { "success" } else { "failure" },
             response_cost: cost.0 as f64 / 1e9,
@@ -644,14 +617,14 @@ pub fn finished(
                     .filter(|k| !k.is_empty()),
                 user_api_key_alias: booking.and_then(|b| b.key_alias.as_deref()),
                 user_api_key_team_id: booking.and_then(|b| b.team_id.as_deref()),
-                user_api_key_team_alias: team_doc.and_then(|t| t.team_alias.as_deref()),
+                user_api_key_team_alias: booking.and_then(|b| b.team_alias.as_deref()),
                 user_api_key_org_id: booking.and_then(|b| b.organization_id.as_deref()),
                 user_api_key_user_id: booking.and_then(|b| b.user_id.as_deref()),
                 user_api_key_user_email: None,
                 user_api_key_end_user_id: booking.and_then(|b| b.end_user.as_deref()),
                 requester_metadata: requester_metadata.as_deref(),
             },
-            request_tags: &tags,
+            request_tags: tags,
             end_user,
             cache_hit: false,
             messages: messages.as_deref(),
@@ -680,12 +653,12 @@ pub fn finished(
             trace::attr("gen_ai.usage.total_tokens", u.total_tokens),
             trace::attr(
                 "llm.request.type",
-                row.map_or("", |(s, _)| s.call_type.as_str()),
+                row.map_or("", |(s, _, _)| s.call_type.as_str()),
             ),
             trace::attr("llm.is_streaming", if r.stream { "True" } else { "False" }),
             trace::attr(
                 "litellm.request_id",
-                row.map_or(r.request_id.as_str(), |(s, _)| s.request_id.as_str()),
+                row.map_or(r.request_id.as_str(), |(s, _, _)| s.request_id.as_str()),
             ),
             trace::attr("litellm.model_group", model_group),
             trace::attr("litellm.deployment_id", deployment_id),

@@ -42,12 +42,12 @@ impl std::fmt::Debug for RequestTrace {
 }
 
 impl RequestTrace {
-    /// A trace for a request: the incoming `traceparent`'s trace continued, else a new one.
-    pub fn start(incoming: Option<&TraceParent>, start_nanos: u64) -> RequestTrace {
+    /// A trace for a request: `trace_id` is the incoming `traceparent`'s (with its span as `parent`), or new.
+    pub fn start(trace_id: TraceId, parent: Option<SpanId>, start_nanos: u64) -> RequestTrace {
         RequestTrace {
-            trace_id: incoming.map_or_else(TraceId::random, |p| p.trace_id),
+            trace_id,
             root: SpanId::random(),
-            parent: incoming.map(|p| p.parent_id),
+            parent,
             start_nanos,
             children: Mutex::new(Vec::new()),
             finished: AtomicBool::new(false),
