@@ -637,4 +637,13 @@ async fn example_config_serves_its_mock_models() {
         .await;
     r.expect_status(200);
     let _: Value = r.json();
+    // The example turns metrics on: the chat above is counted.
+    let m = gw.anon(Method::GET, "/metrics").send().await;
+    m.expect_status(200);
+    assert!(
+        m.text()
+            .contains("litellm_proxy_total_requests_metric_total{api_key_alias=\"None\""),
+        "{}",
+        m.text()
+    );
 }
